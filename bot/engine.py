@@ -1,0 +1,77 @@
+"""The seam to the dialogue engine (Rasa), reached over HTTP; never imported.
+
+``RasaEngine`` is the real one. ``EngineUnavailable`` covers every way it can fail
+(refused, timed out, 5xx, garbage), so callers have one thing to handle: keep the
+message and try again later.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+import requests
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine did not answer in time or answered with an error."""
+
+
+class Engine(Protocol):
+    def converse(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
+        """One user turn; returns the reply payloads (see bot.messages)."""
+
+    def parse(self, text: str) -> dict:
+        """NLU only: intent, intent ranking and entities of a text."""
+
+    def ready(self) -> bool:
+        """Whether a model is loaded and the engine answers."""
+
+
+class RasaEngine:
+    def __init__(self, base_url: str, timeout: float = 10.0, session: requests.Session | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.http = session or requests.Session()
+
+    def _post(self, path: str, body: dict):
+        try:
+            resp = self.http.post(self.base_url + path, json=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise EngineUnavailable(f"{path}: {type(exc).__name__}") from exc
+        if resp.status_code >= 300:
+            raise EngineUnavailable(f"{path}: HTTP {resp.status_code}")
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise EngineUnavailable(f"{path}: not JSON") from exc
+
+    def converse(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
+        answer = self._post(
+            "/webhooks/rest/webhook",
+            {"sender": sender, "message": text, "metadata": metadata or {}},
+        )
+        if not isinstance(answer, list):
+            raise EngineUnavailable("webhook: unexpected answer")
+        payloads = []
+        for item in answer:
+            if isinstance(item.get("custom"), dict):
+                payloads.append(item["custom"])
+            elif item.get("text"):
+                payloads.append({"text": item["text"]})
+        return payloads
+
+    def parse(self, text: str) -> dict:
+        return self._post("/model/parse", {"text": text})
+
+    def ready(self) -> bool:
+        try:
+            resp = self.http.get(self.base_url + "/status", timeout=min(self.timeout, 3.0))
+            return resp.ok and bool(resp.json().get("model_file"))
+        except (requests.RequestException, ValueError):
+            return False
+
+
+def forced_intent(intent: str, entities: dict | None = None) -> str:
+    """Rasa's "/intent{json}" syntax: the dialogue gets this intent without NLU guessing."""
+    return "/" + intent + (json.dumps(entities, separators=(",", ":")) if entities else "")

@@ -1,0 +1,51 @@
+"""GSM-7: keep SMS in the 7-bit alphabet so a message costs one segment, not three.
+
+Only what is outside GSM-7 is replaced: é è à ù ì ò stay (they are in the alphabet and
+carry meaning in French), ê becomes e, ɛ becomes e, curly quotes become straight ones.
+"""
+
+import unicodedata
+
+# GSM 03.38 basic character set and the extension table (each extension char costs 2).
+BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+EXTENSION = set("^{}\\[~]|€\f")
+
+REPLACEMENTS = {
+    "ɛ": "e", "Ɛ": "E", "ɔ": "o", "Ɔ": "O", "œ": "oe", "Œ": "OE",
+    "‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "«": '"', "»": '"',
+    "–": "-", "—": "-", "…": "...", "\u00a0": " ", "\t": " ", "ç": "c",
+}
+
+
+def is_gsm7(text: str) -> bool:
+    return all(ch in BASIC or ch in EXTENSION for ch in text)
+
+
+def septets(text: str) -> int:
+    return sum(2 if ch in EXTENSION else 1 for ch in text)
+
+
+def segments(text: str) -> int:
+    """How many SMS parts the text needs (GSM-7 if it fits the alphabet, else UCS-2)."""
+    if is_gsm7(text):
+        n = septets(text)
+        return 1 if n <= 160 else -(-n // 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else -(-units // 67)
+
+
+def to_gsm7(text: str) -> str:
+    """Replace only the characters outside GSM-7, keeping é è à ù ì ò."""
+    out = []
+    for ch in text:
+        if ch in BASIC or ch in EXTENSION:
+            out.append(ch)
+        elif ch in REPLACEMENTS:
+            out.append(REPLACEMENTS[ch])
+        else:
+            base = "".join(c for c in unicodedata.normalize("NFKD", ch) if not unicodedata.combining(c))
+            out.append(base if base and all(c in BASIC for c in base) else "?")
+    return "".join(out)

@@ -1,0 +1,155 @@
+"""Every user-facing string, by message id, and its rendering in a language.
+
+Each message has an id (the gettext context, ``msgctxt``) and an English source text
+(the ``msgid``); the French, Swahili and Lingala texts live in ``locales/<lang>/
+LC_MESSAGES/messages.po``. Dialogue actions never send text: they send a payload
+``{"msg": id, "lang": code, "args": {...}}`` and the channel renders it here, so the
+voice line can render the same ids as recorded prompts.
+
+Placeholders use ``str.format`` names. ``{options}`` is filled from an ``options`` list
+of ``[number, message id]`` pairs and renders as "1 Attaque 2 Enlevement".
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import NullTranslations, Translations
+
+from bot.categories import CODES, label_msgid
+from bot.gsm7 import to_gsm7
+from bot.languages import DEFAULT_LANGUAGE, LANGUAGES
+
+LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+DOMAIN = "messages"
+
+MESSAGES: dict[str, str] = {
+    # conversation
+    "welcome": "Hello, this is the alert line. Tell us what happened, where and when.",
+    "ask_category": "What happened? Reply with a number: {options}",
+    "ask_place": "Where did it happen? Write the name of the village or town.",
+    "ask_place_choice": "Which {name}? Reply with a number: {options}",
+    "place_unknown": "We do not know this place. Write a big town near it, or send 0 to keep what you wrote.",
+    "ask_when": "When did it happen? {options}",
+    "ask_people": "How many people were killed, hurt or taken? Send a number, 0 if nobody.",
+    "ask_perpetrator": "Who did it, if you know? Write the group, or send 0 if you do not know.",
+    "confirm": "{summary} Is this right? 1 Yes 2 Correct",
+    "summary": "{category}, {place}, {when}. People: {people}. By: {perpetrator}.",
+    "ask_correction": "What should we correct? {options}",
+    "invalid_choice": "Please reply with one of the numbers.",
+    "not_understood": "Sorry, we did not understand.",
+    "submitted": "Thank you. Alert {reference} is recorded. Our team will check it and answer you.",
+    "cancelled": "OK, nothing was sent. Write to us again if something happens.",
+    "received": "We received your message. We will answer you soon.",
+    "help": "Tell us what happened, where and when. To change language send FR, SW or LN. To stop send STOP.",
+    "language_menu": "Choose your language: send FR for French, SW for Swahili, LN for Lingala.",
+    "language_changed": "OK, we will write to you in French.",
+    "opted_out": "You will get no more messages from us. Send START to come back.",
+    "opted_in": "Welcome back. You will get our messages again.",
+    "out_of_scope": "This line is for security alerts. Tell us what happened, where and when.",
+    "acknowledged": "OK. Write to us if something happens.",
+    "error": "Sorry, there is a problem. Please try again later.",
+    # values in summaries and menus
+    "value.unknown": "unknown",
+    "value.many": "many",
+    "value.none": "nobody",
+    "option.yes": "Yes",
+    "option.no": "No",
+    "when.now": "Now",
+    "when.today": "Today",
+    "when.last_night": "Last night",
+    "when.yesterday": "Yesterday",
+    "when.earlier": "Before",
+    "field.category": "What",
+    "field.place": "Place",
+    "field.occurred_at": "When",
+    "field.people_affected": "Number",
+    "field.perpetrator": "Who",
+    # short category labels: they share one SMS as a 12-item menu, so one or two words
+    label_msgid("ATTACK"): "Attack",
+    label_msgid("ARMED_PRESENCE"): "Armed men",
+    label_msgid("CLASH"): "Fighting",
+    label_msgid("ABDUCTION"): "Kidnapping",
+    label_msgid("SEXUAL_VIOLENCE"): "Rape",
+    label_msgid("LOOTING"): "Looting/burning",
+    label_msgid("DISPLACEMENT"): "People fleeing",
+    label_msgid("HATE_SPEECH"): "Hate speech",
+    label_msgid("LAND_CONFLICT"): "Land/cattle",
+    label_msgid("EXTORTION"): "Roadblock/tax",
+    label_msgid("THREAT"): "Threat",
+    label_msgid("OTHER"): "Other",
+}
+
+assert all(label_msgid(code) in MESSAGES for code in CODES)
+
+
+def _catalog_path(lang: str, suffix: str) -> Path:
+    return LOCALES_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.{suffix}"
+
+
+def compile_catalog(lang: str) -> Path:
+    """Build the .mo from the .po when it is missing or older (.mo files are not committed)."""
+    po, mo = _catalog_path(lang, "po"), _catalog_path(lang, "mo")
+    if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
+        with po.open("rb") as src:
+            catalog = read_po(src, locale=lang)
+        tmp = mo.with_suffix(".mo.tmp")
+        with tmp.open("wb") as out:
+            write_mo(out, catalog)
+        tmp.replace(mo)
+    return mo
+
+
+@functools.lru_cache(maxsize=None)
+def translations(lang: str) -> NullTranslations:
+    if lang not in LANGUAGES:
+        lang = DEFAULT_LANGUAGE
+    mo = compile_catalog(lang)
+    with mo.open("rb") as fp:
+        return Translations(fp, domain=DOMAIN)
+
+
+def text(msg_id: str, lang: str) -> str:
+    """The translated text of a message id, falling back to French, never to English."""
+    source = MESSAGES[msg_id]
+    for candidate in (lang, DEFAULT_LANGUAGE):
+        translated = translations(candidate).pgettext(msg_id, source)
+        if translated != source:
+            return translated
+    return source
+
+
+def render(msg_id: str, lang: str, args: dict | None = None, options: list | None = None) -> str:
+    """The SMS text of a message in a language, transliterated to GSM-7."""
+    values = {k: _value(v, lang) for k, v in (args or {}).items()}
+    if options:
+        values["options"] = " ".join(f"{n} {_value(label, lang)}" for n, label in options)
+    template = text(msg_id, lang) if msg_id in MESSAGES else MESSAGES["error"]
+    try:
+        rendered = template.format(**values)
+    except (KeyError, IndexError, ValueError):
+        rendered = text(msg_id, DEFAULT_LANGUAGE).format_map(_Blank(values))
+    return to_gsm7(rendered)
+
+
+def render_payload(payload: dict, default_lang: str) -> str:
+    """Render one reply payload from the dialogue engine (see module docstring)."""
+    if "msg" in payload:
+        lang = payload.get("lang") or default_lang
+        return render(payload["msg"], lang, payload.get("args"), payload.get("options"))
+    return to_gsm7(str(payload.get("text", "")))
+
+
+def _value(value, lang: str) -> str:
+    """An argument may itself be a message id ("@when.today") to translate."""
+    if isinstance(value, str) and value.startswith("@") and value[1:] in MESSAGES:
+        return text(value[1:], lang)
+    return str(value)
+
+
+class _Blank(dict):
+    def __missing__(self, key):
+        return ""

@@ -1,0 +1,133 @@
+"""Storage: SQLAlchemy 2 models. Plain SQLAlchemy (no Flask) so the Rasa action server
+and the worker share them. Schema changes go through Alembic (service/migrations).
+
+Privacy: a reporter is known by ``key``, an HMAC of the E.164 number; the number itself
+is only in ``phone_encrypted`` (see service/privacy.py). No other column holds it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True)}
+
+
+class Reporter(Base):
+    """A person who writes or calls, known only by a keyed hash of their number."""
+
+    __tablename__ = "reporters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # HMAC-SHA256 hex of E.164
+    phone_encrypted: Mapped[str | None] = mapped_column(Text)  # Fernet token; for replies only
+    phone_expires_at: Mapped[datetime | None]
+    language: Mapped[str | None] = mapped_column(String(8))  # stated choice, wins over detection
+    detected_language: Mapped[str | None] = mapped_column(String(8))
+    opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    opted_out_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime | None]
+
+
+class Conversation(Base):
+    """One exchange on one channel; a new one starts after a quiet period."""
+
+    __tablename__ = "conversations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("reporters.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # sms | voice
+    language: Mapped[str | None] = mapped_column(String(8))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    reporter: Mapped[Reporter] = relationship()
+
+
+class Message(Base):
+    """Every SMS in or out. Inbound rows are committed before anything else happens."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_id", name="uq_messages_provider_id"),
+        Index("ix_messages_pending", "direction", "status", "reporter_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    channel: Mapped[str] = mapped_column(String(16))  # sms | voice
+    provider: Mapped[str] = mapped_column(String(32))  # twilio, ...
+    provider_id: Mapped[str | None] = mapped_column(String(64))  # MessageSid
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
+    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    body: Mapped[str] = mapped_column(Text, default="")
+    language: Mapped[str | None] = mapped_column(String(8))
+    # in: received -> processed | pending (engine down, queued) | failed
+    # out: queued -> sending -> sent -> delivered | undelivered | failed; suppressed (opted out)
+    status: Mapped[str] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    segments: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+
+
+class Place(Base):
+    """A place of the gazetteer that an alert points to (provinces, territories, localities)."""
+
+    __tablename__ = "places"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(32), unique=True)  # p-code, or "gn:<geonameid>"
+    name: Mapped[str] = mapped_column(String(128))
+    level: Mapped[str] = mapped_column(String(16))  # adm1 | adm2 | locality
+    admin1_pcode: Mapped[str | None] = mapped_column(String(16))
+    admin1_name: Mapped[str | None] = mapped_column(String(128))
+    admin2_pcode: Mapped[str | None] = mapped_column(String(16), index=True)
+    admin2_name: Mapped[str | None] = mapped_column(String(128))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str | None] = mapped_column(String(128))
+
+
+class Alert(Base):
+    """A structured report. Drafts are saved at every answer, so nothing is lost."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str | None] = mapped_column(String(16), unique=True)
+    draft_key: Mapped[str | None] = mapped_column(String(96), unique=True)
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
+    category: Mapped[str | None] = mapped_column(String(32), index=True)
+    place_id: Mapped[int | None] = mapped_column(ForeignKey("places.id"))
+    place_text: Mapped[str | None] = mapped_column(String(160))  # as written when not resolved
+    occurred_at: Mapped[datetime | None]
+    occurred_text: Mapped[str | None] = mapped_column(String(160))
+    people_affected: Mapped[int | None] = mapped_column(Integer)
+    people_many: Mapped[bool] = mapped_column(Boolean, default=False)
+    perpetrator: Mapped[str | None] = mapped_column(String(160))
+    description: Mapped[str | None] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(8))
+    channel: Mapped[str] = mapped_column(String(16), default="sms")
+    # draft -> new (confirmed by the reporter) | incomplete (abandoned); later: verified, ...
+    status: Mapped[str] = mapped_column(String(16), default="draft", index=True)
+    details: Mapped[dict | None] = mapped_column(JSON)  # extra fields of the flow
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    submitted_at: Mapped[datetime | None]
+
+    place: Mapped[Place | None] = relationship()
