@@ -27,6 +27,10 @@ class Engine(Protocol):
     def ready(self) -> bool:
         """Whether a model is loaded and the engine answers."""
 
+    def replies_for(self, sender: str, message_id: int) -> list[dict] | None:
+        """The replies already given to one stored message, or None if the engine never
+        processed it: a turn that timed out on our side may still have run."""
+
 
 class RasaEngine:
     def __init__(self, base_url: str, timeout: float = 10.0, session: requests.Session | None = None):
@@ -63,6 +67,32 @@ class RasaEngine:
 
     def parse(self, text: str) -> dict:
         return self._post("/model/parse", {"text": text})
+
+    def replies_for(self, sender: str, message_id: int) -> list[dict] | None:
+        try:
+            resp = self.http.get(f"{self.base_url}/conversations/{sender}/tracker",
+                                 params={"include_events": "ALL"}, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise EngineUnavailable(f"tracker: {type(exc).__name__}") from exc
+        if resp.status_code >= 300:
+            raise EngineUnavailable(f"tracker: HTTP {resp.status_code}")
+        try:
+            events = resp.json().get("events") or []
+        except ValueError as exc:
+            raise EngineUnavailable("tracker: not JSON") from exc
+        replies, found = [], False
+        for event in events:
+            if event.get("event") == "user":
+                if found:
+                    break
+                found = (event.get("metadata") or {}).get("message_id") == message_id
+            elif found and event.get("event") == "bot":
+                custom = (event.get("data") or {}).get("custom")
+                if isinstance(custom, dict):
+                    replies.append(custom)
+                elif event.get("text"):
+                    replies.append({"text": event["text"]})
+        return replies if found else None
 
     def ready(self) -> bool:
         try:

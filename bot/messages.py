@@ -56,6 +56,7 @@ MESSAGES: dict[str, str] = {
     "value.unknown": "unknown",
     "value.many": "many",
     "value.none": "nobody",
+    "value.armed_men": "armed men",
     "option.yes": "Yes",
     "option.no": "No",
     "when.now": "Now",
@@ -144,7 +145,9 @@ def render_payload(payload: dict, default_lang: str) -> str:
 
 
 def _value(value, lang: str) -> str:
-    """An argument may itself be a message id ("@when.today") to translate."""
+    """An argument may itself be a message id ("@when.today") or a payload to render."""
+    if isinstance(value, dict) and value.get("msg") in MESSAGES:
+        return render(value["msg"], lang, value.get("args"), value.get("options"))
     if isinstance(value, str) and value.startswith("@") and value[1:] in MESSAGES:
         return text(value[1:], lang)
     return str(value)

@@ -1,0 +1,145 @@
+"""Actions outside the form's questions: greeting, help, language, opt-out/in,
+saving a confirmed report, and deciding what an unclear message is."""
+
+from __future__ import annotations
+
+import logging
+
+from rasa_sdk import Action
+from rasa_sdk.events import FollowupAction, SlotSet
+from sqlalchemy import select
+
+from bot import keywords
+from bot.actions.common import forced, language, metadata, say, session_scope, understand, user_text
+from bot.actions.form import HELPERS, _save_draft
+from bot.flow import alert_flow
+from bot.languages import LANGUAGES
+from service import alerts
+from service.models import Reporter, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _update_reporter(sender: str, **values) -> None:
+    try:
+        with session_scope() as session:
+            reporter = session.scalar(select(Reporter).where(Reporter.key == sender))
+            if reporter is not None:
+                for key, value in values.items():
+                    setattr(reporter, key, value)
+    except Exception:
+        log.exception("could not update the reporter")
+
+
+class Greet(Action):
+    def name(self):
+        return "action_greet"
+
+    async def run(self, dispatcher, tracker, domain):
+        lang = language(tracker)
+        say(dispatcher, "welcome", lang)
+        return [SlotSet("language", lang)]
+
+
+class Help(Action):
+    def name(self):
+        return "action_help"
+
+    async def run(self, dispatcher, tracker, domain):
+        lang = language(tracker)
+        say(dispatcher, "help", lang)
+        return [SlotSet("language", lang)]
+
+
+class ChooseLanguage(Action):
+    """The reporter's stated language wins over detection from now on, and is stored."""
+
+    def name(self):
+        return "action_choose_language"
+
+    async def run(self, dispatcher, tracker, domain):
+        message = tracker.latest_message or {}
+        chosen = next((e.get("value") for e in message.get("entities") or ()
+                       if e.get("entity") == "language" and e.get("value") in LANGUAGES), None)
+        if chosen is None:  # "parle lingala svp": look for a language word
+            for word in user_text(tracker).split():
+                chosen = chosen or keywords.LANGUAGE_WORDS.get(keywords.fold(word))
+        if chosen is None:
+            say(dispatcher, "language_menu", language(tracker))
+            return []
+        _update_reporter(tracker.sender_id, language=chosen)
+        say(dispatcher, "language_changed", chosen)
+        return [SlotSet("language", chosen)]
+
+
+class OptOut(Action):
+    def name(self):
+        return "action_opt_out"
+
+    async def run(self, dispatcher, tracker, domain):
+        lang = language(tracker)
+        u = understand(tracker)
+        if not forced(tracker) and u.confidence < 0.7:
+            say(dispatcher, "out_of_scope", lang)  # not sure enough to stop someone's alerts
+            return [SlotSet("language", lang)]
+        _update_reporter(tracker.sender_id, opted_out=True, opted_out_at=utcnow())
+        say(dispatcher, "opted_out", lang)
+        return [SlotSet("language", lang)]
+
+
+class OptIn(Action):
+    def name(self):
+        return "action_opt_in"
+
+    async def run(self, dispatcher, tracker, domain):
+        lang = language(tracker)
+        _update_reporter(tracker.sender_id, opted_out=False, opted_out_at=None)
+        say(dispatcher, "opted_in", lang)
+        return [SlotSet("language", lang)]
+
+
+class Triage(Action):
+    """An unclear message, a yes/no out of context, or one the model is unsure of:
+    if it looks like a report (a known place, a category, several words), start one."""
+
+    def name(self):
+        return "action_triage"
+
+    async def run(self, dispatcher, tracker, domain):
+        lang = language(tracker)
+        u = understand(tracker)
+        words = len(u.text.split())
+        looks_like_report = (
+            u.place.status != "unknown" or (u.category and u.confidence >= 0.2) or words >= 5
+        ) and u.intent not in ("affirm", "deny", "greet")
+        if looks_like_report and not forced(tracker):
+            return [SlotSet("language", lang), FollowupAction(alert_flow().form)]
+        say(dispatcher, "acknowledged" if u.intent in ("affirm", "deny") else "out_of_scope", lang)
+        return [SlotSet("language", lang)]
+
+
+class SubmitAlert(Action):
+    """The reporter confirmed: the draft becomes a new alert with a reference number."""
+
+    def name(self):
+        return "action_submit_alert"
+
+    async def run(self, dispatcher, tracker, domain):
+        flow = alert_flow()
+        lang = tracker.get_slot("language") or language(tracker)
+        draft_id = tracker.get_slot("draft_id")
+        values = {name: tracker.get_slot(name) for name in flow.slots + list(HELPERS)}
+        _save_draft(tracker, flow, values, lang, draft_id, tracker.get_slot("description"))
+        try:
+            with session_scope() as session:
+                alert = alerts.submit(session, f"{tracker.sender_id}:{draft_id}")
+                reference = alert.reference if alert else None
+        except Exception:
+            log.exception("could not submit the alert")
+            reference = None
+        if reference is None:
+            say(dispatcher, "error", lang)
+            return []
+        say(dispatcher, flow.submit_reply, lang, args={"reference": reference})
+        reset = flow.slots + list(HELPERS) + ["draft_id", "description"]
+        return [SlotSet(name, None) for name in reset] + [SlotSet("language", lang)]

@@ -1,0 +1,90 @@
+"""What every action needs: the turn's language, its understanding, replies, storage."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from datetime import datetime, timezone
+
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import language as langid
+from bot.understanding import Understanding, interpret
+
+
+def metadata(tracker) -> dict:
+    return (tracker.latest_message or {}).get("metadata") or {}
+
+
+def received_at(tracker) -> datetime:
+    raw = metadata(tracker).get("received_at")
+    try:
+        value = datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        value = None
+    if value is None:
+        return datetime.now(timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def user_text(tracker) -> str:
+    text = (tracker.latest_message or {}).get("text") or ""
+    return "" if text.startswith("/") else text  # a forced intent carries no words
+
+
+def forced(tracker) -> bool:
+    return ((tracker.latest_message or {}).get("text") or "").startswith("/")
+
+
+def language(tracker) -> str:
+    """Stated choice first (sent by the service, or set in this conversation), then
+    detection on this message, then the conversation's language so far."""
+    stated = metadata(tracker).get("language")
+    entity = next((e.get("value") for e in (tracker.latest_message or {}).get("entities") or ()
+                   if e.get("entity") == "language"), None)
+    return langid.choose(user_text(tracker), stated=entity or stated, previous=tracker.get_slot("language"))
+
+
+def understand(tracker) -> Understanding:
+    message = tracker.latest_message or {}
+    return interpret(user_text(tracker), message, now=received_at(tracker),
+                     stated_language=metadata(tracker).get("language"),
+                     previous_language=tracker.get_slot("language"))
+
+
+def say(dispatcher, msg: str, lang: str, args: dict | None = None, options: list | None = None) -> None:
+    payload = {"msg": msg, "lang": lang}
+    if args:
+        payload["args"] = args
+    if options:
+        payload["options"] = options
+    dispatcher.utter_message(json_message=payload)
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL") or "sqlite:///var/alerte.db"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+@functools.lru_cache(maxsize=None)
+def _sessions(url: str) -> sessionmaker:
+    engine = create_engine(url, pool_pre_ping=True,
+                           connect_args={"timeout": 15} if url.startswith("sqlite") else {})
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextlib.contextmanager
+def session_scope() -> Session:
+    session = _sessions(_database_url())()
+    try:
+        yield session
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()

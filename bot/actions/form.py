@@ -1,0 +1,277 @@
+"""The alert form: reading answers, filling what a message already says, asking the rest.
+
+Rasa's form loop calls `validate_alert_form` after every message while a report is
+open, then asks the first field still empty with `action_ask_<field>`. The flow file
+decides the fields, their order, menus and give-up rules; this module only applies it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from rasa_sdk import Action
+from rasa_sdk.events import SlotSet
+
+from bot import answers
+from bot.actions.common import forced, language, metadata, received_at, say, session_scope, understand, user_text
+from bot.flow import Field, Flow, alert_flow
+from bot.places import default_gazetteer
+from bot.understanding import UNIDENTIFIED, Understanding
+from service import alerts
+
+log = logging.getLogger(__name__)
+EAST = ZoneInfo("Africa/Lubumbashi")
+INTERRUPTIONS = {"help", "choose_language", "opt_out"}
+HELPERS = ("place_candidates", "place_pending", "correcting", "retries")
+
+
+class ValidateAlertForm(Action):
+    def name(self) -> str:
+        return "validate_" + alert_flow().form
+
+    async def run(self, dispatcher, tracker, domain):
+        flow = alert_flow()
+        requested = tracker.get_slot("requested_slot")
+        u = understand(tracker)
+        if requested and forced(tracker):
+            return []  # a command (help, language): Rasa's rules take it, then the form goes on
+        lang = language(tracker)
+        slots = {name: tracker.get_slot(name) for name in flow.slots + list(HELPERS)}
+        changes: dict = {}
+        if tracker.get_slot("draft_id") is None:
+            changes.update(draft_id=uuid.uuid4().hex, description=user_text(tracker)[:1000])
+        error = None
+        if requested == "confirmed":
+            error = _confirm(flow, slots, changes, u)
+        elif requested in slots:
+            field = flow.field(requested)
+            answer = _read(field, u, slots, received_at(tracker))
+            if answer.extra:
+                changes.update(answer.extra)
+            if answer.ok:
+                changes[requested] = answer.value
+                changes["retries"] = None
+            elif answer.error:
+                if u.intent in INTERRUPTIONS and u.confidence >= 0.8:
+                    return []  # "I want to stop", "parle lingala": not an answer
+                error = answer.error
+                _give_up_or_retry(field, slots, changes, user_text(tracker))
+        _fill_from_message(flow, u, slots, changes, overwrite=requested == "confirmed")
+        _mark_not_applicable(flow, slots, changes)
+        if error and not any(k in changes for k in flow.slots):
+            say(dispatcher, error, lang)
+        events = [SlotSet("language", lang)] + [SlotSet(k, v) for k, v in changes.items()]
+        _save_draft(tracker, flow, {**slots, **changes}, lang,
+                    changes.get("draft_id") or tracker.get_slot("draft_id"),
+                    changes.get("description") or tracker.get_slot("description"))
+        return events
+
+
+def _read(field: Field, u: Understanding, slots: dict, now: datetime) -> answers.Answer:
+    text = u.text
+    if field.type == "category":
+        return answers.read_category(text, u, field)
+    if field.type == "place":
+        return answers.read_place(text, u, field, default_gazetteer(),
+                                  slots.get("place_candidates"), slots.get("place_pending"))
+    if field.type == "time":
+        return answers.read_time(text, u, field, now)
+    if field.type == "count":
+        return answers.read_count(text, u, field)
+    return answers.read_text(text, u, field)
+
+
+def _confirm(flow: Flow, slots: dict, changes: dict, u: Understanding) -> str | None:
+    if slots.get("correcting"):
+        n = answers.number_choice(u.text)
+        if n is not None and 1 <= n <= len(flow.fields):
+            changes.update({flow.fields[n - 1].name: None, "correcting": None, "confirmed": None,
+                            "place_candidates": None, "place_pending": None})
+            return None
+        changes["retries"] = {"slot": "correcting", "n": ((slots.get("retries") or {}).get("n") or 0) + 1}
+        return "invalid_choice"
+    verdict = answers.read_yes_no(u.text, u)
+    if verdict is True:
+        changes["confirmed"] = True
+    elif verdict is False:
+        changes["correcting"] = True
+    else:
+        changes["retries"] = {"slot": "confirmed", "n": ((slots.get("retries") or {}).get("n") or 0) + 1}
+        return "not_understood"
+    return None
+
+
+def _give_up_or_retry(field: Field, slots: dict, changes: dict, text: str) -> None:
+    """Count wrong answers; past the flow's limit, record what we can and move on."""
+    retries = slots.get("retries") or {}
+    n = (retries.get("n") or 0) + 1 if retries.get("slot") == field.name else 1
+    changes["retries"] = {"slot": field.name, "n": n}
+    if field.give_up_after and n >= field.give_up_after:
+        changes[field.name] = _unknown_value(field)
+        changes["retries"] = None
+
+
+def _unknown_value(field: Field):
+    if field.give_up_value:
+        return field.give_up_value
+    return {"time": {"at": None, "option": None, "text": None}, "count": {"n": None, "many": False},
+            "text": ""}.get(field.type, "")
+
+
+def _fill_from_message(flow: Flow, u: Understanding, slots: dict, changes: dict, overwrite: bool) -> None:
+    """A report often answers several questions at once: keep what it says."""
+    merged = {**slots, **changes}
+    found: dict = {}
+    long_enough = len(u.text.split()) >= 3
+    if u.category and u.confidence >= 0.5 and long_enough:
+        found["category"] = u.category
+    if u.place.status == "found":
+        found["place"] = u.place.place.key
+    elif u.place.status == "ambiguous" and merged.get("place") is None and not merged.get("place_candidates"):
+        changes["place_candidates"] = [c.key for c in u.place.candidates][:5]
+    if u.when:
+        found["occurred_at"] = {"at": u.when.at.isoformat(), "option": None, "text": u.when.text}
+    if u.people is not None and long_enough:
+        found["people_affected"] = {"n": u.people.number, "many": u.people.many}
+    if u.perpetrator:
+        found["perpetrator"] = u.perpetrator
+    for name, value in found.items():
+        if name in changes:
+            continue
+        if merged.get(name) in (None, answers.NOT_APPLICABLE) or (overwrite and merged.get(name) != value):
+            changes[name] = value
+            if overwrite and name != "confirmed":
+                changes["confirmed"] = None  # show the corrected summary again
+
+
+def _mark_not_applicable(flow: Flow, slots: dict, changes: dict) -> None:
+    category = {**slots, **changes}.get("category")
+    for field in flow.fields:
+        value = {**slots, **changes}.get(field.name)
+        if not field.applies_to(category) and value is None:
+            changes[field.name] = answers.NOT_APPLICABLE
+        elif field.applies_to(category) and value == answers.NOT_APPLICABLE:
+            changes[field.name] = None
+
+
+def draft_fields(values: dict, lang: str, description: str | None) -> alerts.DraftFields:
+    """Slot values to the columns of an alert."""
+    fields = alerts.DraftFields(language=lang, description=description)
+    fields.category = values.get("category") if values.get("category") != answers.NOT_APPLICABLE else None
+    place = values.get("place")
+    if isinstance(place, str) and place.startswith("text:"):
+        fields.place_text = place[5:]
+    elif place:
+        fields.place = default_gazetteer().get(place)
+    elif values.get("place_pending"):
+        fields.place_text = values["place_pending"]
+    when = values.get("occurred_at")
+    if isinstance(when, dict):
+        fields.occurred_at = datetime.fromisoformat(when["at"]) if when.get("at") else None
+        fields.occurred_text = when.get("text") or when.get("option")
+    people = values.get("people_affected")
+    if isinstance(people, dict):
+        fields.people_affected, fields.people_many = people.get("n"), bool(people.get("many"))
+    perpetrator = values.get("perpetrator")
+    fields.perpetrator = perpetrator if perpetrator and perpetrator != answers.NOT_APPLICABLE else None
+    return fields
+
+
+def _save_draft(tracker, flow: Flow, values: dict, lang: str, draft_id: str, description: str | None) -> None:
+    """Every answer is saved at once, so an abandoned report is never lost."""
+    meta = metadata(tracker)
+    try:
+        with session_scope() as session:
+            alerts.save_draft(session, f"{tracker.sender_id}:{draft_id}", tracker.sender_id,
+                              draft_fields(values, lang, description),
+                              conversation_id=meta.get("conversation_id"))
+    except Exception:  # the conversation goes on; the service keeps the raw messages
+        log.exception("could not save the draft alert")
+
+
+def summary(flow: Flow, values: dict) -> dict:
+    """The confirmation summary as a nested payload (rendered in the reporter's language)."""
+    category = values.get("category")
+    place = values.get("place")
+    if isinstance(place, str) and place.startswith("text:"):
+        place_label = place[5:]
+    else:
+        record = default_gazetteer().get(place) if place else None
+        place_label = "@value.unknown" if record is None else (
+            record.name if record.level != "locality" or not record.admin2_name
+            else f"{record.name} ({record.admin2_name})")
+    return {"msg": flow.summary, "args": {
+        "category": "@category." + category if category else "@value.unknown",
+        "place": place_label,
+        "when": _when_label(values.get("occurred_at")),
+        "people": _people_label(values.get("people_affected")),
+        "perpetrator": _perpetrator_label(values.get("perpetrator")),
+    }}
+
+
+def _when_label(when) -> str:
+    if not isinstance(when, dict):
+        return "@value.unknown"
+    if when.get("option"):
+        return "@when." + when["option"]
+    if when.get("at"):
+        return datetime.fromisoformat(when["at"]).astimezone(EAST).strftime("%d/%m %Hh%M")
+    return (when.get("text") or "@value.unknown")[:30]
+
+
+def _people_label(people) -> str:
+    if not isinstance(people, dict):
+        return "-"
+    if people.get("many"):
+        return "@value.many"
+    if people.get("n") is None:
+        return "@value.unknown"
+    return "@value.none" if people["n"] == 0 else str(people["n"])
+
+
+def _perpetrator_label(value) -> str:
+    if value == UNIDENTIFIED:
+        return "@value.armed_men"
+    if not value or value == answers.NOT_APPLICABLE:
+        return "@value.unknown"
+    return value[:40]
+
+
+class AskFieldAction(Action):
+    """`action_ask_<slot>`: the question for a field, with its menu, in the reporter's language."""
+
+    slot = ""
+
+    def name(self) -> str:
+        return "action_ask_" + self.slot
+
+    async def run(self, dispatcher, tracker, domain):
+        flow = alert_flow()
+        lang = tracker.get_slot("language") or language(tracker)
+        if self.slot == "confirmed":
+            if tracker.get_slot("correcting"):
+                say(dispatcher, flow.correct_ask, lang, options=flow.correction_menu())
+            else:
+                values = {name: tracker.get_slot(name) for name in flow.slots}
+                say(dispatcher, flow.confirm_ask, lang, args={"summary": summary(flow, values)})
+            return []
+        field = flow.field(self.slot)
+        candidates = tracker.get_slot("place_candidates") if field.type == "place" else None
+        if candidates:
+            gaz = default_gazetteer()
+            records = [gaz.get(k) for k in candidates]
+            options = [[i + 1, f"{r.name} ({r.admin2_name or r.admin1_name})"] for i, r in enumerate(records) if r]
+            say(dispatcher, field.ask_choice, lang, args={"name": records[0].name if records[0] else ""},
+                options=options)
+        elif field.type == "place" and tracker.get_slot("place_pending"):
+            say(dispatcher, field.ask_unknown, lang)
+        else:
+            say(dispatcher, field.ask, lang, options=field.menu() or None)
+        return []
+
+
+for _slot in alert_flow().slots:  # one ask action per field, named after it
+    type(f"Ask_{_slot}", (AskFieldAction,), {"slot": _slot})

@@ -1,0 +1,154 @@
+"""Generates the Rasa project (domain, rules, endpoints) from the flow, and trains it.
+
+The flow (flows/alert.yml) is the one source of truth; what Rasa needs is written to
+nlu/build/ and never edited by hand. Training is skipped when a model built from the
+same inputs exists: the model's name is a hash of everything that goes into it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+from bot.categories import CODES, intent_for
+from bot.flow import Flow, alert_flow
+
+ROOT = Path(__file__).resolve().parent.parent
+NLU_DIR = ROOT / "nlu"
+BUILD_DIR = NLU_DIR / "build"
+MODELS_DIR = NLU_DIR / "models"
+
+INTENTS = ["greet", "help", "opt_out", "opt_in", "choose_language", "affirm", "deny",
+           "out_of_scope"] + [intent_for(c) for c in CODES]
+# Slots the actions keep besides the form's fields (never featurised: rules decide).
+HELPER_SLOTS = ["language", "draft_id", "place_candidates", "place_pending", "correcting",
+                "retries", "description"]
+ACTIONS = ["action_greet", "action_help", "action_choose_language", "action_opt_out",
+           "action_opt_in", "action_triage", "action_submit_alert"]
+# Intents that interrupt a report; the form resumes after help and language changes.
+RESUMING = {"help": "action_help", "choose_language": "action_choose_language"}
+
+
+def domain(flow: Flow) -> dict:
+    slots = {
+        name: {"type": "any", "influence_conversation": False, "mappings": [{"type": "custom"}]}
+        for name in flow.slots + HELPER_SLOTS
+    }
+    return {
+        "version": "3.1",
+        "intents": INTENTS,
+        "entities": ["armed_group", "language"],
+        "slots": slots,
+        "forms": {flow.form: {"required_slots": flow.slots}},
+        "actions": ACTIONS + [f"validate_{flow.form}"] + [f"action_ask_{s}" for s in flow.slots],
+        "session_config": {
+            "session_expiration_time": flow.timeout_minutes,
+            "carry_over_slots_to_new_session": False,
+        },
+    }
+
+
+def rules(flow: Flow) -> dict:
+    form = flow.form
+    in_form = [{"active_loop": form}]
+    out = []
+    for code in CODES:
+        out.append({"rule": f"a {code} report starts the form", "steps": [
+            {"intent": intent_for(code)}, {"action": form}, {"active_loop": form}]})
+    out.append({"rule": "the reporter confirmed: save the alert", "condition": in_form, "steps": [
+        {"action": form}, {"active_loop": None}, {"slot_was_set": [{"requested_slot": None}]},
+        {"action": "action_submit_alert"}]})
+    for intent, action in RESUMING.items():
+        out.append({"rule": f"{intent}", "steps": [{"intent": intent}, {"action": action}]})
+        out.append({"rule": f"{intent} during a report, then go on", "condition": in_form, "steps": [
+            {"intent": intent}, {"action": action}, {"action": form}, {"active_loop": form}]})
+    out.append({"rule": "opt out", "steps": [{"intent": "opt_out"}, {"action": "action_opt_out"}]})
+    out.append({"rule": "opt out during a report", "condition": in_form, "steps": [
+        {"intent": "opt_out"}, {"action": "action_opt_out"},
+        {"action": "action_deactivate_loop"}, {"active_loop": None}]})
+    out.append({"rule": "opt in", "steps": [{"intent": "opt_in"}, {"action": "action_opt_in"}]})
+    out.append({"rule": "greet", "steps": [{"intent": "greet"}, {"action": "action_greet"}]})
+    for intent in ("affirm", "deny", "out_of_scope", "nlu_fallback"):
+        out.append({"rule": f"{intent} outside a report", "steps": [
+            {"intent": intent}, {"action": "action_triage"}]})
+    return {"version": "3.1", "rules": out}
+
+
+def endpoints(action_url: str, redis_url: str | None) -> dict:
+    """Rasa's endpoints: our action server; conversation state and locks in Redis."""
+    result: dict = {"action_endpoint": {"url": action_url}}
+    if redis_url:
+        parsed = urlparse(redis_url)
+        if parsed.scheme in ("redis", "rediss") and parsed.hostname:
+            common = {"url": parsed.hostname, "port": parsed.port or 6379,
+                      "db": int((parsed.path or "/0").strip("/") or 0)}
+            if parsed.password:
+                common["password"] = parsed.password
+            result["tracker_store"] = {"type": "redis", "key_prefix": "alerte", **common}
+            result["lock_store"] = {"type": "redis", "key_prefix": "alerte", **common}
+    return result
+
+
+def write_build(flow: Flow | None = None) -> Path:
+    flow = flow or alert_flow()
+    (BUILD_DIR / "data").mkdir(parents=True, exist_ok=True)
+    _dump(BUILD_DIR / "domain.yml", domain(flow))
+    _dump(BUILD_DIR / "data" / "rules.yml", rules(flow))
+    return BUILD_DIR
+
+
+def _dump(path: Path, data: dict) -> None:
+    text = "# Generated from flows/ by bot/rasa_project.py: do not edit.\n"
+    text += yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def training_inputs() -> list[Path]:
+    files = [NLU_DIR / "config.yml", BUILD_DIR / "domain.yml", *sorted((BUILD_DIR / "data").glob("*.yml"))]
+    files += sorted((NLU_DIR / "data").glob("*.yml"))
+    return files
+
+
+def fingerprint() -> str:
+    digest = hashlib.sha256()
+    for path in training_inputs():
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def model_path() -> Path:
+    return MODELS_DIR / f"alerte-{fingerprint()}.tar.gz"
+
+
+def rasa_bin() -> Path:
+    return Path(os.environ.get("RASA_VENV", ROOT / ".venv-rasa")) / "bin" / "rasa"
+
+
+def train(force: bool = False) -> Path:
+    """Train the model unless one exists for exactly these inputs; returns its path."""
+    write_build()
+    target = model_path()
+    if target.exists() and not force:
+        return target
+    MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    cmd = [str(rasa_bin()), "train", "--config", str(NLU_DIR / "config.yml"),
+           "--domain", str(BUILD_DIR / "domain.yml"),
+           "--data", str(NLU_DIR / "data"), str(BUILD_DIR / "data"),
+           "--out", str(MODELS_DIR), "--fixed-model-name", target.name[: -len(".tar.gz")]]
+    env = dict(os.environ, RASA_TELEMETRY_ENABLED="false")
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    for old in MODELS_DIR.glob("alerte-*.tar.gz"):
+        if old != target:
+            old.unlink()
+    return target
+
+
+if __name__ == "__main__":
+    print(train(force="--force" in sys.argv))
