@@ -1,0 +1,115 @@
+"""JSON API for operators and other tools: alerts, understanding a message, health.
+
+Never returns a phone number or a reporter key: alerts are shown as data about events.
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import select, text
+
+from bot.categories import BY_CODE
+from bot.engine import EngineUnavailable
+from bot.understanding import understand
+from service import alerts
+from service.db import get_session
+from service.models import Alert, Place
+
+bp = Blueprint("api", __name__)
+MAX_TEXT = 2000
+PAGE_MAX = 500
+
+
+def _error(status: int, message: str):
+    return jsonify({"error": message}), status
+
+
+@bp.before_request
+def _require_token():
+    if request.path == "/healthz":
+        return None
+    expected = current_app.config["API_TOKEN"]
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else ""
+    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        return _error(401, "missing or wrong bearer token")
+    return None
+
+
+def _since(raw: str) -> datetime:
+    value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+@bp.get("/api/v1/alerts")
+def list_alerts():
+    query = select(Alert).where(Alert.status != "draft")
+    args = request.args
+    if args.get("since"):
+        try:
+            query = query.where(Alert.created_at >= _since(args["since"]))
+        except ValueError:
+            return _error(400, "since must be an ISO 8601 date or time")
+    if args.get("category"):
+        code = args["category"].upper()
+        if code not in BY_CODE:
+            return _error(400, f"unknown category; one of {', '.join(BY_CODE)}")
+        query = query.where(Alert.category == code)
+    if args.get("admin2"):
+        wanted = args["admin2"]
+        query = query.join(Place, Alert.place_id == Place.id).where(
+            (Place.admin2_pcode == wanted.upper()) | (Place.key == wanted.upper())
+            | (Place.admin2_name.ilike(wanted)))
+    if args.get("status"):
+        query = query.where(Alert.status == args["status"])
+    try:
+        limit = min(max(int(args.get("limit", 100)), 1), PAGE_MAX)
+    except ValueError:
+        return _error(400, "limit must be a number")
+    query = query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
+    rows = get_session().scalars(query).all()
+    return jsonify({"alerts": [alerts.as_json(a) for a in rows]})
+
+
+@bp.post("/api/v1/understand")
+def understand_text():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        return _error(400, 'send JSON {"text": "..."}')
+    if len(body["text"]) > MAX_TEXT:
+        return _error(413, f"text longer than {MAX_TEXT} characters")
+    language = body.get("language") if body.get("language") in ("fr", "sw", "ln") else None
+    try:
+        result = understand(body["text"], current_app.extensions["engine"], stated_language=language)
+    except EngineUnavailable:
+        return _error(503, "the language model is not available; try again shortly")
+    return jsonify(result.as_json())
+
+
+@bp.get("/healthz")
+def healthz():
+    checks = {"database": _check_database(), "redis": _check_redis(),
+              "rasa": "ok" if current_app.extensions["engine"].ready() else "down"}
+    healthy = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ok" if healthy else "degraded", **checks}), 200 if healthy else 503
+
+
+def _check_database() -> str:
+    try:
+        get_session().execute(text("SELECT 1"))
+        return "ok"
+    except Exception:
+        current_app.logger.warning("health: database down", exc_info=True)
+        return "down"
+
+
+def _check_redis() -> str:
+    try:
+        current_app.extensions["redis"].ping()
+        return "ok"
+    except Exception:
+        current_app.logger.warning("health: redis down")
+        return "down"
