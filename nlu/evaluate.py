@@ -1,0 +1,171 @@
+"""Measure understanding per language: `python nlu/evaluate.py [--folds 5] [--config FILE]`.
+
+Held-out: trains (or reuses) a model on nlu/data, starts a Rasa server on loopback,
+and runs every message of nlu/tests/heldout.yml (never used for training) through
+`bot.understanding.understand`, the function the conversation and the API use. It
+reports, per language: intent, category, location, people-count and language
+identification accuracy, and a confusion table of categories.
+
+Cross-validation (--folds K): Rasa's own k-fold on the training data, reported per
+language (intent and category accuracy; the training files carry no place labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bot import rasa_project  # noqa: E402
+from bot.engine import RasaEngine  # noqa: E402
+from bot.places import default_gazetteer  # noqa: E402
+from bot.understanding import understand  # noqa: E402
+from service import stack  # noqa: E402
+
+NLU = Path(__file__).resolve().parent
+ANNOTATION = re.compile(r"\[([^\]]+)\](\([^)]*\)|\{[^}]*\})")
+
+
+def plain(example: str) -> str:
+    return ANNOTATION.sub(r"\1", example)
+
+
+def train_model(config: Path, out_dir: Path) -> Path:
+    if config.resolve() == (NLU / "config.yml").resolve():
+        return rasa_project.train()
+    rasa_project.write_build()
+    started = time.monotonic()
+    subprocess.run([str(rasa_project.rasa_bin()), "train", "--config", str(config),
+                    "--domain", str(rasa_project.BUILD_DIR / "domain.yml"),
+                    "--data", str(NLU / "data"), str(rasa_project.BUILD_DIR / "data"),
+                    "--out", str(out_dir), "--fixed-model-name", "variant"],
+                   check=True, env=stack.child_env(), stdout=subprocess.DEVNULL)
+    print(f"trained {config.name} in {time.monotonic() - started:.0f} s")
+    return out_dir / "variant.tar.gz"
+
+
+def heldout(model: Path, path: Path) -> dict:
+    port = stack.free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        endpoints = stack.write_endpoints(Path(tmp) / "endpoints.yml", "http://127.0.0.1:9/webhook", None)
+        proc = stack.start_rasa(model, endpoints, port, Path(tmp) / "rasa.log")
+        try:
+            stack.wait_http(f"http://127.0.0.1:{port}/status", 300, proc, ok=stack.rasa_ready)
+            return score(RasaEngine(f"http://127.0.0.1:{port}", timeout=30), path)
+        finally:
+            stack.stop(proc)
+
+
+def score(engine, path: Path) -> dict:
+    gaz = default_gazetteer()
+    messages = yaml.safe_load(path.read_text(encoding="utf-8"))["messages"]
+    tallies: dict = defaultdict(Counter)
+    confusion: Counter = Counter()
+    misses = []
+    for m in messages:
+        lang = m["language"]
+        u = understand(m["text"], engine)
+        t = tallies[lang]
+        t["n"] += 1
+        t["intent"] += u.intent == m["intent"]
+        t["language"] += u.language == lang
+        if m.get("category"):
+            t["category_n"] += 1
+            t["category"] += u.category == m["category"]
+            confusion[(m["category"], u.category or "-")] += 1
+        if m.get("place"):
+            t["place_n"] += 1
+            expected = gaz.resolve(m["place"])
+            got = u.place.place.key if u.place.status == "found" else None
+            ok = expected.status == "found" and got == expected.place.key
+            t["place"] += ok
+            if not ok:
+                misses.append(("place", lang, m["text"], m["place"], got))
+        if m.get("people") is not None:
+            t["people_n"] += 1
+            t["people"] += bool(u.people and u.people.number == m["people"])
+        if m.get("category") and u.category != m["category"]:
+            misses.append(("category", lang, m["text"], m["category"], u.category))
+        if u.language != lang:
+            misses.append(("language", lang, m["text"], lang, u.language))
+    return {"tallies": tallies, "confusion": confusion, "misses": misses}
+
+
+def pct(hit: int, n: int) -> str:
+    return f"{100 * hit / n:5.1f}% ({hit}/{n})" if n else "   n/a"
+
+
+def report(result: dict) -> None:
+    rows = [("intent", "n"), ("category", "category_n"), ("location", "place_n"),
+            ("people", "people_n"), ("language id", "n")]
+    keys = {"intent": "intent", "category": "category", "location": "place", "people": "people",
+            "language id": "language"}
+    langs = sorted(result["tallies"])
+    print(f"{'held-out':<13}" + "".join(f"{lang:>20}" for lang in langs))
+    for label, denom in rows:
+        print(f"{label:<13}" + "".join(
+            f"{pct(result['tallies'][lang][keys[label]], result['tallies'][lang][denom]):>20}" for lang in langs))
+    print("\ncategory confusion (expected -> predicted: count), errors only:")
+    for (exp, got), n in sorted(result["confusion"].items()):
+        if exp != got:
+            print(f"  {exp:<16} -> {got:<16} {n}")
+    print("\nmisses:")
+    for kind, lang, text, exp, got in result["misses"]:
+        print(f"  [{kind}/{lang}] {text!r}: expected {exp}, got {got}")
+
+
+def cross_validate(config: Path, folds: int) -> None:
+    """Rasa's k-fold on the training data, then accuracy per language from its errors."""
+    rasa_project.write_build()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "results"
+        started = time.monotonic()
+        subprocess.run([str(rasa_project.rasa_bin()), "test", "nlu", "--nlu", str(NLU / "data"),
+                        "--config", str(config), "--cross-validation", "--folds", str(folds),
+                        "--out", str(out), "--no-plot", "--no-errors" if False else "--errors"],
+                       check=True, env=stack.child_env(), stdout=subprocess.DEVNULL)
+        print(f"{folds}-fold cross-validation took {time.monotonic() - started:.0f} s")
+        errors = json.loads((out / "intent_errors.json").read_text()) if (out / "intent_errors.json").exists() else []
+    wrong = Counter()
+    by_text = {}
+    for f in sorted((NLU / "data").glob("nlu_*.yml")):
+        lang = f.stem.split("_")[1]
+        for block in yaml.safe_load(f.read_text(encoding="utf-8")).get("nlu", []):
+            for line in (block.get("examples") or "").splitlines():
+                if line.strip().startswith("- "):
+                    by_text[plain(line.strip()[2:]).strip()] = (lang, block["intent"])
+    totals = Counter(lang for lang, _ in by_text.values())
+    for e in errors:
+        lang, _ = by_text.get(e["text"].strip(), ("?", None))
+        wrong[lang] += 1
+    print(f"{'cv intent+category':<20}" + "".join(
+        f"{lang:>8}: {100 * (totals[lang] - wrong[lang]) / totals[lang]:5.1f}%" for lang in sorted(totals)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=NLU / "config.yml")
+    parser.add_argument("--heldout", type=Path, default=NLU / "tests" / "heldout.yml")
+    parser.add_argument("--folds", type=int, default=0, help="also run k-fold cross-validation")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.monotonic()
+        model = train_model(args.config, Path(tmp))
+        print(f"model {model.name}: {model.stat().st_size / 1e6:.1f} MB (ready in {time.monotonic() - started:.0f} s)")
+        report(heldout(model, args.heldout))
+    if args.folds:
+        cross_validate(args.config, args.folds)
+
+
+if __name__ == "__main__":
+    main()
