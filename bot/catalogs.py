@@ -1,0 +1,396 @@
+"""The translation catalogs: extract the template, merge it into each language, check them.
+
+``bot.messages.MESSAGES`` is the source: each message id becomes a ``msgctxt`` and its
+English text the ``msgid``. Translators edit ``locales/<lang>/LC_MESSAGES/messages.po``
+(see ``locales/README.md``)::
+
+    python -m bot.catalogs extract   # MESSAGES -> locales/messages.pot
+    python -m bot.catalogs update    # messages.pot -> each language's messages.po
+    python -m bot.catalogs check     # what is missing, fuzzy, too long, wrong...
+
+``check`` renders every translation with typical arguments, the way ``bot.messages``
+does, and reports any SMS over one GSM-7 segment (160 septets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import string
+import sys
+from pathlib import Path
+
+from babel.messages.catalog import Catalog, Message
+from babel.messages.pofile import read_po, unescape, write_po
+
+from bot.categories import CODES, label_msgid
+from bot.gsm7 import BASIC, EXTENSION, REPLACEMENTS, septets, to_gsm7
+from bot.languages import LANGUAGES, LOCALES
+from bot.messages import DOMAIN, LOCALES_DIR, MESSAGES
+
+POT_PATH = LOCALES_DIR / f"{DOMAIN}.pot"
+PROJECT = "alerte"
+SMS_LIMIT = 160
+
+# Plural rules written into each header. Babel writes (n != 1) for Lingala; CLDR's
+# rule for Lingala is "one: n in 0..1", like French.
+PLURAL_FORMS = {
+    "fr": "nplurals=2; plural=(n > 1);",
+    "sw": "nplurals=2; plural=(n != 1);",
+    "ln": "nplurals=2; plural=(n > 1);",
+}
+
+COMMENT_SMS = "SMS: keep under 160 characters after filling placeholders; keep {placeholders} as they are"
+COMMENT_LABEL = "menu label: one or two words"
+COMMENT_VALUE = "value inside a summary: one or two words"
+
+# Extra notes for translators, shown in the .po files as "#." comments.
+NOTES = {
+    "ask_category": "{options} becomes the 12 category labels: \"1 Attack 2 Armed men ... 12 Other\"",
+    "ask_place_choice": "{name} is a place name; {options} becomes \"1 Kasindi (Beni) 2 Kasindi (Lubero)\"",
+    "ask_when": "{options} becomes the when.* labels: \"1 Now 2 Today 3 Last night ...\"",
+    "ask_correction": "{options} becomes the field.* labels: \"1 What 2 Place 3 When ...\"",
+    "confirm": "{summary} is the summary message below; keep \"1\" for yes and \"2\" for correct",
+    "summary": "{category} and {when} are menu labels, {place} a place name, "
+               "{people} a number or value.*, {perpetrator} a group name or value.*",
+    "submitted": "{reference} looks like A-7K3M9Q",
+    "help": "keep the command words FR, SW, LN and STOP exactly; in Swahili add ACHA, in Lingala TIKA",
+    "opted_out": "keep START exactly; in Swahili add ANZA, in Lingala BANDA",
+    "language_menu": "keep FR, SW and LN exactly",
+    "language_changed": "write this in the language of this file (it confirms the new language)",
+}
+
+HEADER_COMMENT = """\
+# {title} for the {project} community alert line.
+# Copyright (C) the {project} contributors. Licensed under Apache-2.0.
+# Edit the msgstr lines only; see locales/README.md.
+#"""
+
+_LANGUAGE_NAMES = {"fr": "French", "sw": "Swahili", "ln": "Lingala"}
+
+
+def po_path(lang: str) -> Path:
+    return LOCALES_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+
+
+def is_label(msg_id: str) -> bool:
+    return msg_id.split(".")[0] in ("category", "option", "when", "field")
+
+
+def comments(msg_id: str) -> list[str]:
+    if is_label(msg_id):
+        out = [COMMENT_LABEL]
+    elif msg_id.startswith("value."):
+        out = [COMMENT_VALUE]
+    else:
+        out = [COMMENT_SMS]
+    if msg_id in NOTES:
+        out.append(NOTES[msg_id])
+    return out
+
+
+# --- typical arguments, to measure every message as it will be sent ------------------
+
+def _menu(prefix: str) -> list[list]:
+    return [[i + 1, "@" + k] for i, k in enumerate(k for k in MESSAGES if k.startswith(prefix))]
+
+
+SAMPLE_SUMMARY_ARGS = {
+    "category": "@" + label_msgid("LOOTING"), "place": "Kitshanga (Masisi)",
+    "when": "@when.last_night", "people": "12", "perpetrator": "@value.armed_men",
+}
+
+SAMPLES: dict[str, tuple[dict, list | None]] = {
+    "ask_category": ({}, [[i + 1, "@" + label_msgid(code)] for i, code in enumerate(CODES)]),
+    "ask_place_choice": ({"name": "Kasindi"},
+                         [[1, "Kasindi (Beni)"], [2, "Kasindi (Lubero)"], [3, "Kasindi (Mambasa)"]]),
+    "ask_when": ({}, _menu("when.")),
+    "ask_correction": ({}, _menu("field.")),
+    "confirm": ({"summary": {"msg": "summary", "args": SAMPLE_SUMMARY_ARGS}}, None),
+    "summary": (SAMPLE_SUMMARY_ARGS, None),
+    "submitted": ({"reference": "A-7K3M9Q"}, None),
+}
+
+
+def placeholders(text: str) -> set[str]:
+    """The {names} of a str.format template (ValueError if the braces are malformed)."""
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
+
+
+def sample(msg_id: str) -> tuple[dict, list | None]:
+    """Typical (args, options) for a message; unknown placeholders get a 12-letter word."""
+    if msg_id in SAMPLES:
+        args, options = SAMPLES[msg_id]
+        return dict(args), options
+    names = placeholders(MESSAGES[msg_id]) - {"options"}
+    options = _menu("option.") if "options" in placeholders(MESSAGES[msg_id]) else None
+    return {name: "Abcdefghijkl" for name in names}, options
+
+
+def render_with(lookup, msg_id: str, args: dict | None = None, options: list | None = None) -> str:
+    """Render like ``bot.messages.render``, with ``lookup(msg_id) -> template`` (no fallback)."""
+    def value(v):
+        if isinstance(v, dict) and v.get("msg") in MESSAGES:
+            return render_with(lookup, v["msg"], v.get("args"), v.get("options"))
+        if isinstance(v, str) and v.startswith("@") and v[1:] in MESSAGES:
+            return lookup(v[1:])
+        return str(v)
+
+    values = {k: value(v) for k, v in (args or {}).items()}
+    if options:
+        values["options"] = " ".join(f"{n} {value(label)}" for n, label in options)
+    return to_gsm7(lookup(msg_id).format(**values))
+
+
+# --- extract ---------------------------------------------------------------------------
+
+def template() -> Catalog:
+    catalog = Catalog(project=PROJECT, version="0.1", copyright_holder=f"the {PROJECT} contributors",
+                      msgid_bugs_address="", fuzzy=False,
+                      header_comment=HEADER_COMMENT.format(title="Translations template", project=PROJECT))
+    for msg_id, source in MESSAGES.items():
+        catalog.add(source, context=msg_id, auto_comments=comments(msg_id))
+    return catalog
+
+
+def _po_bytes(catalog: Catalog, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    write_po(buf, catalog, width=400, no_location=True, omit_header=False, **kwargs)
+    return buf.getvalue()
+
+
+def _same_but_dates(new: bytes, path: Path) -> bool:
+    """True if the file holds the same catalog apart from its date headers."""
+    if not path.exists():
+        return False
+    def strip(data: bytes) -> list[bytes]:
+        return [line for line in data.splitlines()
+                if not line.startswith((b'"POT-Creation-Date:', b'"PO-Revision-Date:'))]
+    return strip(new) == strip(path.read_bytes())
+
+
+def _write(path: Path, data: bytes) -> bool:
+    if _same_but_dates(data, path):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return True
+
+
+def extract(path: Path | str = POT_PATH) -> Catalog:
+    """Build the template from MESSAGES and write it (only if something but dates changed)."""
+    catalog = template()
+    _write(Path(path), _po_bytes(catalog))
+    return catalog
+
+
+# --- update ----------------------------------------------------------------------------
+
+def _fix_header(catalog: Catalog, lang: str) -> None:
+    catalog.locale = LOCALES[lang]
+    catalog.mime_headers = [("Plural-Forms", PLURAL_FORMS[lang])]
+    catalog.header_comment = HEADER_COMMENT.format(
+        title=f"{_LANGUAGE_NAMES.get(lang, lang)} translations", project=PROJECT)
+    catalog.project, catalog.version = PROJECT, "0.1"
+    catalog.language_team = f"{_LANGUAGE_NAMES.get(lang, lang)} ({LOCALES[lang]})"
+    catalog.fuzzy = False
+
+
+def read_catalog(lang: str) -> Catalog:
+    with po_path(lang).open("rb") as fp:
+        catalog = read_po(fp, locale=LOCALES[lang], domain=DOMAIN)
+    _restore_previous(catalog)
+    return catalog
+
+
+def _restore_previous(catalog: Catalog) -> None:
+    """Babel reads ``#| msgid "..."`` back as a user comment; make it ``previous_id`` again
+    (kept only while the entry is fuzzy, as msgmerge does)."""
+    for message in catalog:
+        previous = [c for c in message.user_comments if c.startswith("|")]
+        if not previous:
+            continue
+        message.user_comments = [c for c in message.user_comments if not c.startswith("|")]
+        old = next((c[1:].strip()[len("msgid"):].strip() for c in previous
+                    if c[1:].strip().startswith("msgid ")), None)
+        if message.fuzzy and old:
+            message.previous_id = [unescape(old)]
+
+
+def update(pot: Path | str = POT_PATH, langs=LANGUAGES, drop_obsolete: bool = False) -> list[Path]:
+    """Merge the template into each language's .po, keeping translations; returns files changed.
+
+    Messages are matched by their id (msgctxt). When the English text of an id changed,
+    the old translation is kept, marked fuzzy, with the old English as ``#| msgid``.
+    Entries whose id disappeared stay as obsolete (``#~``) unless ``drop_obsolete``.
+    """
+    pot_bytes = Path(pot).read_bytes()
+    changed = []
+    for lang in langs:
+        # A fresh template each time: Catalog.update() adds the template's own Message
+        # objects for new ids, so a shared template would leak one language into the next.
+        tmpl = read_po(io.BytesIO(pot_bytes), domain=DOMAIN)
+        path = po_path(lang)
+        if path.exists():
+            catalog = read_catalog(lang)
+        else:
+            catalog = Catalog(locale=LOCALES[lang], domain=DOMAIN, fuzzy=False)
+        previous = {m.context: m.previous_id for m in catalog if m.id and m.previous_id}
+        catalog.update(tmpl, no_fuzzy_matching=True, update_header_comment=False)
+        for message in catalog:  # update() forgets the old English of entries still fuzzy
+            if message.id and message.fuzzy and not message.previous_id and message.context in previous:
+                message.previous_id = previous[message.context]
+        # Same id, new English text: keep the translation for review instead of losing it.
+        by_context = {m.context: key for key, m in catalog.obsolete.items() if m.context}
+        for message in list(catalog):
+            if not message.id or message.string or message.context not in by_context:
+                continue
+            old = catalog.obsolete.pop(by_context[message.context])
+            message.string = old.string
+            message.previous_id = [old.id]
+            message.flags.add("fuzzy")
+            if old.user_comments:
+                message.user_comments = list(old.user_comments)
+        if drop_obsolete:
+            catalog.obsolete.clear()
+        _fix_header(catalog, lang)
+        if _write(path, _po_bytes(catalog, include_previous=True)):
+            changed.append(path)
+    return changed
+
+
+# --- check -----------------------------------------------------------------------------
+
+def _outside_gsm7(text: str) -> set[str]:
+    """Characters that to_gsm7 cannot transliterate (they would be sent as "?")."""
+    return {ch for ch in text if ch not in BASIC and ch not in EXTENSION and ch not in REPLACEMENTS
+            and to_gsm7(ch) == "?"}
+
+
+def check(langs=LANGUAGES, pot: Path | str | None = POT_PATH) -> list[str]:
+    """Every problem in the catalogs, one line each ("lang: id: what"); empty if all is well."""
+    problems: list[str] = []
+    if pot is not None:
+        pot = Path(pot)
+        if not pot.exists():
+            problems.append(f"{pot.name}: missing; run `python -m bot.catalogs extract`")
+        elif not _same_but_dates(_po_bytes(template()), pot):
+            problems.append(f"{pot.name}: out of date with bot/messages.py; "
+                            "run `python -m bot.catalogs extract` then `update`")
+    for lang in langs:
+        if not po_path(lang).exists():
+            problems.append(f"{lang}: {po_path(lang).relative_to(LOCALES_DIR.parent)} is missing; "
+                            "run `python -m bot.catalogs update`")
+            continue
+        problems += _check_language(lang, read_catalog(lang))
+    return problems
+
+
+def _check_language(lang: str, catalog: Catalog) -> list[str]:
+    problems: list[str] = []
+    header = dict((k.lower(), v) for k, v in catalog.mime_headers)
+    if catalog.plural_forms != PLURAL_FORMS[lang]:
+        problems.append(f"{lang}: header Plural-Forms is {catalog.plural_forms!r}, "
+                        f"expected {PLURAL_FORMS[lang]!r}")
+    if header.get("language") != LOCALES[lang]:
+        problems.append(f"{lang}: header Language is {header.get('language')!r}, expected {LOCALES[lang]!r}")
+
+    by_context: dict[str, Message] = {}
+    for message in catalog:
+        if not message.id:
+            continue
+        if message.context not in MESSAGES:
+            problems.append(f"{lang}: {message.context or message.id!r}: not a message of bot/messages.py; "
+                            "run `python -m bot.catalogs update`")
+            continue
+        by_context[message.context] = message
+    for message in catalog.obsolete.values():
+        problems.append(f"{lang}: {message.context or message.id!r}: obsolete entry; delete it "
+                        "(or run `python -m bot.catalogs update --drop-obsolete`)")
+
+    usable: dict[str, str] = {}
+    for msg_id, source in MESSAGES.items():
+        message = by_context.get(msg_id)
+        where = f"{lang}: {msg_id}"
+        if message is None:
+            problems.append(f"{where}: missing; run `python -m bot.catalogs update`")
+            continue
+        if message.id != source:
+            problems.append(f"{where}: the English text changed; run `python -m bot.catalogs update` "
+                            "and review the translation")
+            continue
+        translated = message.string if isinstance(message.string, str) else ""
+        if not translated.strip():
+            problems.append(f"{where}: not translated")
+            continue
+        if message.fuzzy:
+            problems.append(f"{where}: fuzzy (review the translation, then remove the fuzzy flag)")
+        if translated == source:
+            problems.append(f"{where}: same as the English text (the service would fall back to French)")
+        if translated != translated.strip():
+            problems.append(f"{where}: leading or trailing spaces")
+        try:
+            found, expected = placeholders(translated), placeholders(source)
+        except ValueError as exc:
+            problems.append(f"{where}: malformed braces ({exc}); write placeholders as {{name}}")
+            continue
+        if found != expected:
+            problems.append(f"{where}: placeholders {sorted(found)} differ from the source's {sorted(expected)}")
+            continue
+        bad = _outside_gsm7(translated)
+        if bad:
+            problems.append(f"{where}: characters that cannot be sent by SMS: {''.join(sorted(bad))}")
+        usable[msg_id] = translated
+
+    def lookup(msg_id: str) -> str:
+        return usable.get(msg_id, MESSAGES[msg_id])
+
+    for msg_id in usable:
+        args, options = sample(msg_id)
+        try:
+            text = render_with(lookup, msg_id, args, options)
+        except (KeyError, IndexError, ValueError) as exc:
+            problems.append(f"{lang}: {msg_id}: does not render ({exc!r})")
+            continue
+        n = septets(text)
+        if n > SMS_LIMIT:
+            problems.append(f"{lang}: {msg_id}: {n} GSM-7 characters with typical values, "
+                            f"over {SMS_LIMIT}: {text!r}")
+    return problems
+
+
+# --- command line ----------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bot.catalogs", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("extract", help="write locales/messages.pot from bot/messages.py")
+    up = sub.add_parser("update", help="merge messages.pot into each language's messages.po")
+    up.add_argument("--drop-obsolete", action="store_true", help="delete entries no longer used")
+    sub.add_parser("check", help="list missing, fuzzy, wrong or too long translations")
+    args = parser.parse_args(argv)
+    root = LOCALES_DIR.parent
+    if args.command == "extract":
+        catalog = extract()
+        print(f"{POT_PATH.relative_to(root)}: {len(catalog)} messages")
+    elif args.command == "update":
+        changed = update(drop_obsolete=args.drop_obsolete)
+        for path in changed:
+            print(f"updated {path.relative_to(root)}")
+        if not changed:
+            print("catalogs already up to date")
+    else:
+        problems = check()
+        for problem in problems:
+            print(problem)
+        if problems:
+            print(f"{len(problems)} problem(s)", file=sys.stderr)
+            return 1
+        print(f"OK: {len(MESSAGES)} messages in {', '.join(LANGUAGES)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
