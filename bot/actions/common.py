@@ -6,12 +6,14 @@ import contextlib
 import functools
 import os
 from datetime import datetime, timezone
+from pathlib import Path
 
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import language as langid
 from bot.understanding import Understanding, interpret
+
+DEFAULT_DATABASE = "sqlite:///" + str(Path(__file__).resolve().parents[2] / "var" / "alerte.db")
 
 
 def metadata(tracker) -> dict:
@@ -63,23 +65,16 @@ def say(dispatcher, msg: str, lang: str, args: dict | None = None, options: list
     dispatcher.utter_message(json_message=payload)
 
 
-def _database_url() -> str:
-    url = os.environ.get("DATABASE_URL") or "sqlite:///var/alerte.db"
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
 @functools.lru_cache(maxsize=None)
 def _sessions(url: str) -> sessionmaker:
-    engine = create_engine(url, pool_pre_ping=True,
-                           connect_args={"timeout": 15} if url.startswith("sqlite") else {})
-    return sessionmaker(engine, expire_on_commit=False)
+    from service.db import make_engine  # the same engine settings as the web app (SQLite WAL...)
+
+    return sessionmaker(make_engine(url), expire_on_commit=False)
 
 
 @contextlib.contextmanager
 def session_scope() -> Session:
-    session = _sessions(_database_url())()
+    session = _sessions(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE)()
     try:
         yield session
         session.commit()

@@ -274,4 +274,6 @@ class AskFieldAction(Action):
 
 
 for _slot in alert_flow().slots:  # one ask action per field, named after it
-    type(f"Ask_{_slot}", (AskFieldAction,), {"slot": _slot})
+    _name = f"Ask_{_slot}"
+    # module attributes, so Sanic's worker process can unpickle them
+    globals()[_name] = type(_name, (AskFieldAction,), {"slot": _slot, "__qualname__": _name})
