@@ -131,8 +131,11 @@ def render(msg_id: str, lang: str, args: dict | None = None, options: list | Non
     template = text(msg_id, lang) if msg_id in MESSAGES else MESSAGES["error"]
     try:
         rendered = template.format(**values)
-    except (KeyError, IndexError, ValueError):
-        rendered = text(msg_id, DEFAULT_LANGUAGE).format_map(_Blank(values))
+    except (KeyError, IndexError, ValueError):  # a placeholder the caller did not fill
+        try:
+            rendered = template.format_map(_Blank(values))
+        except (IndexError, ValueError):
+            rendered = text(msg_id, DEFAULT_LANGUAGE).format_map(_Blank(values))
     return to_gsm7(rendered)
 
 

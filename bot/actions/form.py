@@ -42,7 +42,7 @@ class ValidateAlertForm(Action):
         slots = {name: tracker.get_slot(name) for name in flow.slots + list(HELPERS)}
         changes: dict = {}
         if tracker.get_slot("draft_id") is None:
-            changes.update(draft_id=uuid.uuid4().hex, description=user_text(tracker)[:1000])
+            changes.update(draft_id=uuid.uuid4().hex[:16], description=user_text(tracker)[:1000])
         error = None
         if requested == "confirmed":
             error = _confirm(flow, slots, changes, u)

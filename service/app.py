@@ -1,0 +1,46 @@
+"""The application factory: configuration, then each resource's init_app, then blueprints."""
+
+from __future__ import annotations
+
+import importlib
+
+from flask import Flask
+
+from service import channels, config as settings, db, jobs, privacy, sms
+from service import logging as alerte_logging
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the web app; tests pass a mapping (including an ENGINE) instead of the environment."""
+    app = Flask(__name__)
+    app.config.update(settings.load(config))
+    alerte_logging.init_app(app)
+    db.init_app(app)
+    privacy.init_app(app)
+    jobs.init_app(app)
+    channels.init_app(app)
+    _init_engine(app)
+    sms.init_app(app)
+    _register_optional(app, "service.api")
+    return app
+
+
+def _init_engine(app: Flask) -> None:
+    """The real Rasa engine unless the caller provides one (unit tests use a fake)."""
+    engine = app.config.get("ENGINE")
+    if engine is None:
+        from bot.engine import RasaEngine
+
+        engine = RasaEngine(app.config["RASA_URL"], app.config["RASA_TIMEOUT"])
+    app.extensions["engine"] = engine
+
+
+def _register_optional(app: Flask, module_name: str) -> None:
+    """Blueprints written elsewhere in the project, registered when present."""
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return
+    app.register_blueprint(module.bp)

@@ -1,0 +1,104 @@
+"""Twilio: signed form webhooks in, TwiML replies, the REST API for later sends.
+
+Signatures are checked against PUBLIC_BASE_URL, never the Host header: behind a proxy
+the Host is ours to forge. The REST base can point at a local stand-in for tests.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import requests
+from flask import Request, Response
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+from twilio.twiml.messaging_response import MessagingResponse
+
+from service.channels.base import BadRequest, Channel, InboundMessage, SendError, StatusUpdate
+from service.privacy import InvalidNumber, normalise
+
+API = "https://api.twilio.com"
+# 21610: the number sent STOP to the carrier; 21614: not a mobile number; 21211: invalid number
+PERMANENT = {"21610", "21614", "21211", "21612", "21408"}
+
+
+class BaseUrlHttpClient(TwilioHttpClient):
+    """Sends what the client addresses to api.twilio.com to another base URL instead."""
+
+    def __init__(self, base_url: str, **kwargs):
+        super().__init__(**kwargs)
+        self.base_url = base_url.rstrip("/")
+
+    def request(self, method, url, *args, **kwargs):
+        if url.startswith(API):
+            url = self.base_url + url[len(API):]
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioChannel(Channel):
+    name = "twilio"
+
+    def __init__(self, config: dict):
+        self.public_base_url = config["PUBLIC_BASE_URL"].rstrip("/")
+        self.validator = RequestValidator(config["TWILIO_AUTH_TOKEN"])
+        self.sender = config.get("TWILIO_FROM")
+        self.messaging_service = config.get("TWILIO_MESSAGING_SERVICE_SID")
+        http = BaseUrlHttpClient(config["TWILIO_API_BASE"], timeout=15) if config.get("TWILIO_API_BASE") \
+            else TwilioHttpClient(timeout=15)
+        self.client = Client(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"], http_client=http)
+
+    def verify(self, request: Request) -> bool:
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature:
+            return False
+        url = self.public_base_url + request.path
+        if request.query_string:
+            url += "?" + request.query_string.decode("latin-1")
+        return self.validator.validate(url, request.form, signature)
+
+    def parse_inbound(self, request: Request) -> InboundMessage:
+        form = request.form
+        sid, sender = form.get("MessageSid") or form.get("SmsSid"), form.get("From")
+        if not sid or not sender:
+            raise BadRequest("MessageSid and From are required")
+        if len(sid) > 64:
+            raise BadRequest("MessageSid is too long")
+        try:
+            number = normalise(sender)
+        except InvalidNumber:
+            raise BadRequest("From is not a phone number") from None
+        return InboundMessage(provider_id=sid, sender=number, recipient=form.get("To"),
+                              body=form.get("Body") or "", received_at=datetime.now(timezone.utc),
+                              raw=form.to_dict())
+
+    def reply(self, texts: list[str]) -> Response:
+        twiml = MessagingResponse()
+        for text in texts:
+            twiml.message(text)
+        return Response(str(twiml), mimetype="text/xml")
+
+    def send(self, to: str, body: str, status_callback_url: str | None = None) -> str:
+        params = {"to": to, "body": body}
+        if self.messaging_service:
+            params["messaging_service_sid"] = self.messaging_service
+        else:
+            params["from_"] = self.sender
+        if status_callback_url:
+            params["status_callback"] = status_callback_url
+        try:
+            return self.client.messages.create(**params).sid
+        except TwilioRestException as exc:
+            code = str(exc.code) if exc.code else None
+            retryable = code not in PERMANENT and (exc.status >= 500 or exc.status == 429)
+            raise SendError(code or exc.status, retryable, f"twilio: HTTP {exc.status} code {code}") from None
+        except (TwilioException, requests.RequestException) as exc:
+            raise SendError(None, True, f"twilio: {type(exc).__name__}") from None
+
+    def parse_status(self, request: Request) -> StatusUpdate:
+        form = request.form
+        sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus") or form.get("SmsStatus")
+        if not sid or not status:
+            raise BadRequest("MessageSid and MessageStatus are required")
+        return StatusUpdate(sid, status.lower(), form.get("ErrorCode") or None)

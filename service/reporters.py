@@ -1,0 +1,93 @@
+"""Reporters: found or created by keyed hash, their number kept encrypted and expiring.
+
+Opt-out lives here (not in Rasa) so that STOP is honoured even when the engine is down.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.models import Conversation, Reporter, utcnow
+from service.privacy import Identity
+
+
+def find(session: Session, identity: Identity, number: str) -> Reporter | None:
+    return session.scalar(select(Reporter).where(Reporter.key == identity.key(number)))
+
+
+def seen(session: Session, identity: Identity, number: str) -> Reporter:
+    """The reporter behind a number, created on first contact; refreshes the kept number.
+
+    Two first messages at once both try to insert; the unique key decides and the loser
+    reads the winner's row.
+    """
+    key = identity.key(number)
+    reporter = session.scalar(select(Reporter).where(Reporter.key == key))
+    if reporter is None:
+        reporter = Reporter(key=key, opted_out=False)
+        try:
+            with session.begin_nested():
+                session.add(reporter)
+                session.flush()
+        except IntegrityError:
+            reporter = session.scalar(select(Reporter).where(Reporter.key == key))
+    now = utcnow()
+    reporter.phone_encrypted = identity.encrypt(number)
+    reporter.phone_expires_at = identity.expiry(now)
+    reporter.last_seen_at = now
+    return reporter
+
+
+def opt_out(session: Session, reporter: Reporter) -> None:
+    """Stop everything we initiate; the time is kept to tell later messages apart."""
+    if not reporter.opted_out:
+        reporter.opted_out = True
+        reporter.opted_out_at = utcnow()
+
+
+def opt_in(session: Session, reporter: Reporter) -> None:
+    reporter.opted_out = False
+    reporter.opted_out_at = None
+
+
+def set_language(session: Session, reporter: Reporter, language: str) -> None:
+    """A stated choice: it wins over detection from now on."""
+    reporter.language = language
+
+
+def conversation(session: Session, reporter: Reporter, timeout_minutes: int, channel: str = "sms") -> Conversation:
+    """The reporter's current conversation on a channel, or a new one after a quiet period."""
+    latest = latest_conversation(session, reporter, channel)
+    now = utcnow()
+    if latest is not None and aware(latest.last_activity_at) >= now - timedelta(minutes=timeout_minutes):
+        return latest
+    started = Conversation(reporter_id=reporter.id, channel=channel, language=latest.language if latest else None,
+                           started_at=now, last_activity_at=now)
+    session.add(started)
+    session.flush()
+    return started
+
+
+def latest_conversation(session: Session, reporter: Reporter, channel: str = "sms") -> Conversation | None:
+    return session.scalar(
+        select(Conversation).where(Conversation.reporter_id == reporter.id, Conversation.channel == channel)
+        .order_by(Conversation.last_activity_at.desc(), Conversation.id.desc()).limit(1))
+
+
+def purge_expired_numbers(session: Session) -> int:
+    """Forget numbers past their retention: the reporter stays, only call-backs stop."""
+    now = utcnow()
+    rows = session.scalars(select(Reporter).where(Reporter.phone_expires_at < now,
+                                                  Reporter.phone_encrypted.is_not(None))).all()
+    for reporter in rows:
+        reporter.phone_encrypted = None
+    return len(rows)
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes even for timezone-aware columns."""
+    return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)

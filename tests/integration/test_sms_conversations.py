@@ -1,0 +1,220 @@
+"""Reporters' stories over SMS, end to end: signed Twilio webhooks into the Flask app,
+a trained Rasa server with the action server, Redis, and SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from bot.messages import render
+from service.db import get_session
+from service.models import Alert, Message, Reporter
+from tests.integration.phone import Phone, replies, says
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def phone(client, app_config):
+    def make(lang_hint: str | None = None) -> Phone:
+        number = f"+24399{os.getpid() % 100:02d}{next(_numbers):05d}"
+        return Phone(client, number, token=app_config["TWILIO_AUTH_TOKEN"],
+                     base_url=app_config["PUBLIC_BASE_URL"])
+    return make
+
+
+def alerts(app, status=None):
+    with app.app_context():
+        query = select(Alert).options(selectinload(Alert.place)).order_by(Alert.id)
+        if status:
+            query = query.where(Alert.status == status)
+        return get_session().scalars(query).all()
+
+
+FULL = {
+    "fr": ["bonjour", "ils ont attaque notre village", "Oicha", "hier soir", "deux morts", "ADF", "oui"],
+    "sw": ["habari", "wameshambulia kijiji chetu", "Kiwanja", "jana usiku", "2", "M23", "ndiyo"],
+    "ln": ["mbote", "babundisi mboka na biso", "Bunia", "lobi na butu", "3", "CODECO", "iyo"],
+}
+QUESTIONS = ["welcome", "ask_place", "ask_when", "ask_people", "ask_perpetrator", "confirm", "submitted"]
+
+
+@pytest.mark.parametrize("lang", ["fr", "sw", "ln"])
+def test_a_reporter_completes_an_alert_in_their_language(app, phone, lang):
+    reporter = phone()
+    for text, expected in zip(FULL[lang], QUESTIONS):
+        reply = reporter.send(text)
+        assert says(reply, expected, lang), f"{text!r} -> {reply!r}, expected {expected} in {lang}"
+    [alert] = alerts(app, "new")
+    assert alert.category == "ATTACK"
+    assert alert.reference and alert.reference in reply
+    assert alert.place is not None and alert.language == lang
+    assert alert.occurred_at is not None and alert.perpetrator
+    assert alert.people_affected == {"fr": 2, "sw": 2, "ln": 3}[lang]
+
+
+RICH = {
+    "fr": ("Des hommes armés ont brûlé des maisons à Butembo ce matin", "LOOTING", "CD6110"),
+    "sw": ("Watu wenye silaha wameteka watoto watatu Lubero jana", "ABDUCTION", "CD6105"),
+    "ln": ("Bato ya mandoki bakoti na Komanda na butu", "ARMED_PRESENCE", None),
+}
+
+
+@pytest.mark.parametrize("lang", ["fr", "sw", "ln"])
+def test_one_rich_message_needs_at_most_one_question(app, phone, lang):
+    text, category, pcode = RICH[lang]
+    reporter = phone()
+    reply = reporter.send(text)
+    questions = 0
+    while not says(reply, "confirm", lang):
+        questions += 1
+        assert questions <= 1, f"second question: {reply!r}"
+        reply = reporter.send("0")
+    reply = reporter.send("1")
+    assert says(reply, "submitted", lang)
+    [alert] = alerts(app, "new")
+    assert alert.category == category
+    assert alert.language == lang
+    if pcode:
+        assert alert.place.key == pcode
+    else:
+        assert alert.place.name == "Komanda"
+
+
+def test_digits_answer_every_menu(app, phone):
+    reporter = phone()
+    reply = reporter.send("il y a des hommes armes au village")
+    assert says(reply, "ask_place", "fr")
+    assert says(reporter.send("Beni"), "ask_when", "fr")
+    reply = reporter.send("1")  # now
+    assert says(reply, "confirm", "fr") or says(reply, "ask_perpetrator", "fr")
+    if says(reply, "ask_perpetrator", "fr"):
+        reply = reporter.send("0")
+    assert says(reply, "confirm", "fr")
+    assert says(reporter.send("2"), "ask_correction", "fr")  # correct something
+    assert says(reporter.send("1"), "ask_category", "fr")  # the category
+    reply = reporter.send("4")  # kidnapping: now the number of people matters
+    assert says(reply, "ask_people", "fr")
+    assert says(reporter.send("5"), "confirm", "fr")
+    assert says(reporter.send("1"), "submitted", "fr")
+    [alert] = alerts(app, "new")
+    assert alert.category == "ABDUCTION" and alert.people_affected == 5
+    assert alert.place.key == "CD6109"
+
+
+def test_switching_language_mid_report(app, phone):
+    reporter = phone()
+    assert says(reporter.send("ils ont attaque notre village"), "ask_place", "fr")
+    reply = reporter.send("SW")
+    assert says(reply, "language_changed", "sw") and says(reply, "ask_place", "sw")
+    assert says(reporter.send("Goma"), "ask_when", "sw")
+    with app.app_context():
+        assert get_session().scalar(select(Reporter.language)) == "sw"
+
+
+def test_opt_out_and_back_in(app, phone):
+    reporter = phone()
+    assert says(reporter.send("STOP"), "opted_out", "fr")
+    with app.app_context():
+        assert get_session().scalar(select(Reporter.opted_out)) is True
+    assert says(reporter.send("ANZA"), "opted_in", "fr") or says(reporter.send("START"), "opted_in", "sw")
+    with app.app_context():
+        assert get_session().scalar(select(Reporter.opted_out)) is False
+
+
+def test_forged_signature_is_refused_and_nothing_stored(app, phone):
+    reporter = phone()
+    response = reporter.post("attaque a Beni", signature="Zm9yZ2Vk")
+    assert response.status_code == 403
+    with app.app_context():
+        assert get_session().scalar(select(func.count(Message.id))) == 0
+
+
+def test_a_retried_webhook_gives_one_reply_and_one_alert(app, phone):
+    reporter = phone()
+    first = reporter.send("Des hommes armés ont brûlé des maisons à Butembo ce matin", sid="SM" + "a" * 32)
+    again = reporter.send("Des hommes armés ont brûlé des maisons à Butembo ce matin", sid="SM" + "a" * 32)
+    assert first and again == ""
+    with app.app_context():
+        session = get_session()
+        assert session.scalar(select(func.count(Message.id)).where(Message.direction == "in")) == 1
+        assert session.scalar(select(func.count(Message.id)).where(Message.direction == "out")) == 1
+
+
+@pytest.mark.parametrize("body", ["", "🙂🔥🙏", "x" * 5000, "🙂 " * 800])
+def test_garbage_gets_a_polite_reply_and_is_stored(app, phone, body):
+    reporter = phone()
+    response = reporter.post(body)
+    assert response.status_code == 200
+    assert replies(response.get_data(as_text=True)).strip()
+    with app.app_context():
+        stored = get_session().scalars(select(Message).where(Message.direction == "in")).all()
+        assert len(stored) == 1 and stored[0].body == body[: len(stored[0].body)]
+
+
+def test_rasa_paused_mid_conversation_then_back(app, phone, rasa_server, run_worker, twilio_standin):
+    reporter = phone()
+    assert says(reporter.send("ils ont attaque notre village"), "ask_place", "fr")
+    os.kill(rasa_server.pid, signal.SIGSTOP)
+    try:
+        reply = reporter.send("Oicha")
+        assert says(reply, "received", "fr")
+    finally:
+        os.kill(rasa_server.pid, signal.SIGCONT)
+    run_worker()
+    run_worker()  # a second run finds nothing more to do
+    sent = [m for m in twilio_standin.sent if m.to == reporter.number]
+    assert len(sent) == 1 and says(sent[0].body, "ask_when", "fr")
+    with app.app_context():
+        statuses = get_session().scalars(select(Message.status).where(Message.direction == "in")).all()
+        assert statuses == ["processed", "processed"]
+
+
+def test_api_lists_alerts_without_phone_numbers(app, client, phone, app_config):
+    reporter = phone()
+    reporter.send("Watu wenye silaha wameteka watoto watatu Lubero jana")
+    reporter.send("1")
+    response = client.get("/api/v1/alerts", headers={"Authorization": f"Bearer {app_config['API_TOKEN']}"})
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert reporter.number not in body and reporter.number[1:] not in body
+    [alert] = response.get_json()["alerts"]
+    assert alert["category"] == "ABDUCTION" and alert["location"]["pcode"] == "CD6105"
+    assert alert["people_affected"] == 3 and alert["language"] == "sw" and alert["channel"] == "sms"
+    assert client.get("/api/v1/alerts").status_code == 401
+
+
+@pytest.mark.parametrize("text,lang,intent,category", [
+    ("Des hommes armés ont brûlé des maisons à Butembo ce matin", "fr", "report_alert", "LOOTING"),
+    ("Watu wenye silaha wameteka watoto watatu Lubero jana", "sw", "report_alert", "ABDUCTION"),
+    ("Bato ya mandoki bakoti na Komanda na butu", "ln", "report_alert", "ARMED_PRESENCE"),
+    ("STOP", "fr", "opt_out", None),
+    ("mbote", "ln", "greet", None),
+])
+def test_understand_uses_the_conversation_model(client, app_config, text, lang, intent, category):
+    response = client.post("/api/v1/understand", json={"text": text},
+                           headers={"Authorization": f"Bearer {app_config['API_TOKEN']}"})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["language"], body["intent"], body["alert"]["category"]) == (lang, intent, category)
+
+
+def test_an_abandoned_report_is_kept_as_incomplete(app, phone):
+    from datetime import timedelta
+
+    from service import alerts as alert_rules
+
+    reporter = phone()
+    reporter.send("ils ont attaque notre village")
+    reporter.send("Oicha")
+    with app.app_context():
+        session = get_session()
+        assert alert_rules.mark_abandoned(session, timedelta(0)) == 1
+        session.commit()
+    [alert] = alerts(app, "incomplete")
+    assert alert.category == "ATTACK" and alert.place.name.lower() in ("oicha", "hyosha")

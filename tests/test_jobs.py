@@ -1,0 +1,128 @@
+"""Work done later: pending messages once the engine is back, sends, retries, the sweep."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import redis
+from rq import Queue
+from sqlalchemy import select
+
+from bot import messages
+from service import jobs, outbox
+from service.channels.base import SendError
+from service.models import Message, Reporter, utcnow
+from tests.conftest import OTHER_REPORTER, REPORTER, replies
+
+
+def _queue(redis_url) -> Queue:
+    return Queue(jobs.QUEUE, connection=redis.Redis.from_url(redis_url))
+
+
+def _messages(db, direction):
+    db.rollback()
+    return db.scalars(select(Message).where(Message.direction == direction).order_by(Message.id)).all()
+
+
+def test_messages_kept_while_the_engine_was_down_are_answered_by_sms_when_it_is_back(
+        app, text_in, db, engine, twilio_standin, redis_url):
+    engine.down = True
+    assert replies(text_in("Wanamgambo wameingia Kasindi")) == [messages.render("received", "sw")]
+    assert replies(text_in("Wako na bunduki")) == [messages.render("received", "sw")]
+    engine.down = False
+
+    jobs.work(app, burst=True)
+
+    assert engine.texts == ["Wanamgambo wameingia Kasindi", "Wako na bunduki"]
+    assert [m.status for m in _messages(db, "in")] == ["processed", "processed"]
+    assert [(s.to, s.body) for s in twilio_standin.sent] == [
+        (REPORTER, "Recu: Wanamgambo wameingia Kasindi"), (REPORTER, "Recu: Wako na bunduki")]
+    assert twilio_standin.sent[0].status_callback == "https://alerte.example.org/webhooks/twilio/status"
+    out = _messages(db, "out")
+    assert [(o.status, o.provider_id) for o in out] == [("sending", s.sid) for s in twilio_standin.sent]
+
+    # the job runs again (a retry, the sweep): nothing is processed or sent twice
+    _queue(redis_url).enqueue(jobs.process_pending, out[0].reporter_id)
+    jobs.work(app, burst=True)
+    assert len(engine.calls) == 2 and len(twilio_standin.sent) == 2 and len(_messages(db, "out")) == 2
+
+
+def test_a_job_finding_the_engine_still_down_fails_for_a_later_retry(app, text_in, db, engine, redis_url):
+    engine.down = True
+    text_in("Kuna vita")
+    jobs.work(app, burst=True)
+    [message] = _messages(db, "in")
+    assert message.status == "pending"
+    from rq.registry import ScheduledJobRegistry
+    assert len(ScheduledJobRegistry(queue=_queue(redis_url))) == 1  # retried in 10 s
+
+
+def _queued_reply(db, number=REPORTER, body="Alerte: route Beni-Butembo dangereuse"):
+    from flask import current_app
+
+    from service.reporters import seen
+
+    reporter = seen(db, current_app.extensions["identity"], number)
+    db.flush()
+    message = outbox.record(db, reporter, body)
+    db.commit()
+    return reporter, message
+
+
+def test_send_message_hands_the_sms_to_twilio_once(app, db, twilio_standin):
+    reporter, message = _queued_reply(db)
+    assert jobs.send_message(message.id) == "sending"
+    assert jobs.send_message(message.id) == "sending"  # repeated job: no second SMS
+    assert [(s.to, s.body) for s in twilio_standin.sent] == [(REPORTER, message.body)]
+
+
+def test_sending_is_refused_for_an_opted_out_reporter(app, db, twilio_standin):
+    reporter, message = _queued_reply(db)
+    reporter.opted_out, reporter.opted_out_at = True, utcnow()
+    db.commit()
+    assert jobs.send_message(message.id) == "suppressed"
+    assert twilio_standin.sent == []
+
+
+def test_a_number_opted_out_at_the_carrier_is_opted_out_here_and_not_retried(app, db, twilio_standin):
+    twilio_standin.fail_for(REPORTER, 21610)
+    reporter, message = _queued_reply(db)
+    assert jobs.send_message(message.id) == "failed"
+    db.rollback()
+    assert db.get(Message, message.id).error_code == "21610"
+    assert db.get(Reporter, reporter.id).opted_out
+
+
+def test_a_landline_fails_without_retry(app, db, twilio_standin):
+    twilio_standin.fail_for(OTHER_REPORTER, 21614)
+    reporter, message = _queued_reply(db, OTHER_REPORTER)
+    assert jobs.send_message(message.id) == "failed"
+    db.rollback()
+    assert not db.get(Reporter, reporter.id).opted_out
+
+
+def test_a_twilio_outage_is_retried(app, db, twilio_standin):
+    twilio_standin.fail_for(REPORTER, 20500, status=503)
+    reporter, message = _queued_reply(db)
+    with pytest.raises(SendError) as raised:
+        jobs.send_message(message.id)
+    assert raised.value.retryable
+    db.rollback()
+    assert db.get(Message, message.id).status == "queued"  # the retry will send it
+    del twilio_standin.errors[REPORTER]
+    assert jobs.send_message(message.id) == "sending"
+
+
+def test_the_sweep_picks_up_what_redis_being_down_left_behind(app, text_in, db, engine, redis_url):
+    engine.down = True
+    text_in("Watu wamekimbia")
+    redis.Redis.from_url(redis_url).flushdb()  # as if the job had been lost
+    [message] = _messages(db, "in")
+    message.created_at = utcnow() - timedelta(minutes=5)
+    reporter, late = _queued_reply(db, OTHER_REPORTER)
+    late.created_at = utcnow() - timedelta(minutes=5)
+    db.commit()
+    assert jobs.sweep() == {"reporters": 1, "sends": 1, "abandoned": 0}
+    assert sorted(j.func_name for j in _queue(redis_url).jobs) == [
+        "service.jobs.process_pending", "service.jobs.send_message"]
