@@ -150,5 +150,15 @@ def train(force: bool = False) -> Path:
     return target
 
 
+def cli(parser):
+    """`alerte train`: generate the Rasa project from the flow and train when inputs changed."""
+    parser.add_argument("--force", action="store_true", help="train even if a model for these inputs exists")
+
+    def run(args) -> int:
+        print(train(force=args.force))
+        return 0
+    return run
+
+
 if __name__ == "__main__":
     print(train(force="--force" in sys.argv))

@@ -21,7 +21,7 @@ from bot.places import Gazetteer, Resolution, default_gazetteer
 
 PUBLIC_INTENTS = ("report_alert", "greet", "help", "opt_out", "opt_in", "choose_language",
                   "affirm", "deny", "out_of_scope")
-MAX_NLU_CHARS = 500  # Rasa sees at most this much of a message; the whole text is stored
+MAX_NLU_CHARS = 1600  # one long (10-part) SMS: Rasa reads at most this; the whole text is stored
 # Below this confidence a report intent does not decide the category on its own.
 CATEGORY_MIN_CONFIDENCE = 0.5
 UNIDENTIFIED = "unidentified armed men"

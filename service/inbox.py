@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from bot import keywords, messages
 from bot.engine import EngineUnavailable, forced_intent
+from bot.understanding import for_nlu
 from bot.languages import DEFAULT_LANGUAGE
 from service import jobs, locks, outbox, reporters
 from service.channels.base import InboundMessage
@@ -189,6 +190,8 @@ def _converse(svc: Services, reporter: Reporter, message: Message, conversation,
     elif command is not None and command.intent == keywords.LANGUAGE:
         reporters.set_language(svc.session, reporter, command.language)
         text = forced_intent("choose_language", {"language": command.language})
+    else:  # what Rasa reads: no accents, no forced "/intent" from a reporter, bounded
+        text = for_nlu(text)
     retry = message.attempts > 0
     message.attempts += 1
     svc.session.commit()

@@ -77,5 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli(parser):
+    """`alerte run`: the whole service on this machine (embedded defaults)."""
+    return lambda args: main([])
+
+
 if __name__ == "__main__":
     sys.exit(main())
