@@ -37,7 +37,7 @@ DEFAULTS: dict[str, object] = {
     "PHONE_ENCRYPTION_KEY": None,  # Fernet key(s), comma-separated for rotation; else derived
     "PHONE_RETENTION_DAYS": 90,
     "CONVERSATION_TIMEOUT": 30,  # minutes of silence before a new conversation
-    "ALERT_DRAFT_TIMEOUT": 30,  # minutes before an untouched draft is "incomplete"
+    "ALERT_DRAFT_TIMEOUT": None,  # minutes before an untouched draft is "incomplete"; default: the flow's
     "LOCK_TIMEOUT": 60.0,  # seconds a reporter lock lives without being renewed
     "LOCK_WAIT": 5.0,  # seconds a webhook waits for a reporter's lock
     "SMS_CHANNEL": "twilio",
@@ -61,6 +61,8 @@ def load(overrides: dict | None = None, environ: dict | None = None) -> dict:
             config[name] = environ[name]
     config.update(overrides or {})
     for name in INTS | FLOATS:
+        if config[name] is None:  # optional: the default lives elsewhere (e.g. the flow)
+            continue
         try:
             config[name] = (int if name in INTS else float)(config[name])
         except (TypeError, ValueError) as exc:

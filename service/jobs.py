@@ -91,11 +91,12 @@ def sweep() -> dict:
 
 
 def _mark_abandoned(session, config) -> int:
-    try:
-        from service import alerts
-    except ImportError:
-        return 0
-    return alerts.mark_abandoned(session, timedelta(minutes=config["ALERT_DRAFT_TIMEOUT"]))
+    """The flow says how long a report may stay unfinished; the config may override it."""
+    from bot.flow import alert_flow
+    from service import alerts
+
+    minutes = config.get("ALERT_DRAFT_TIMEOUT") or alert_flow().timeout_minutes
+    return alerts.mark_abandoned(session, timedelta(minutes=minutes))
 
 
 def _mark_pending(session, reporter_id: int) -> None:
