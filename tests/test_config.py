@@ -18,7 +18,7 @@ def test_development_defaults_need_no_environment():
     assert settings["ALERTE_ENV"] == "development"
     assert settings["DATABASE_URL"].startswith("sqlite:///") and settings["DATABASE_URL"].endswith("var/alerte.db")
     assert settings["RASA_URL"] == "http://127.0.0.1:5005" and settings["RASA_TIMEOUT"] == 8.0
-    assert settings["CONVERSATION_TIMEOUT"] == 30 and settings["ALERT_DRAFT_TIMEOUT"] == 30
+    assert settings["CONVERSATION_TIMEOUT"] == 30 and settings["ALERT_DRAFT_TIMEOUT"] is None  # the flow decides
     assert settings["PUBLIC_BASE_URL"] == "http://127.0.0.1:8000"
 
 
