@@ -143,7 +143,7 @@ def train(force: bool = False) -> Path:
            "--data", str(NLU_DIR / "data"), str(BUILD_DIR / "data"),
            "--out", str(MODELS_DIR), "--fixed-model-name", target.name[: -len(".tar.gz")]]
     env = dict(os.environ, RASA_TELEMETRY_ENABLED="false")
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT)
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=sys.stderr)  # stdout: just the path
     for old in MODELS_DIR.glob("alerte-*.tar.gz"):
         if old != target:
             old.unlink()
