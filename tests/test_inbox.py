@@ -59,7 +59,6 @@ def test_the_message_is_committed_before_the_engine_is_asked(app, text_in, engin
 
     def reply(text, metadata):
         with app.app_context():  # another session: only committed rows are visible
-            from service.db import get_session
             session = app.extensions["db"].sessions.session_factory()
             seen.append(session.get(Message, metadata["message_id"]).status)
             session.close()

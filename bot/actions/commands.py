@@ -10,7 +10,7 @@ from rasa_sdk.events import FollowupAction, SlotSet
 from sqlalchemy import select
 
 from bot import keywords
-from bot.actions.common import forced, language, metadata, say, session_scope, understand, user_text
+from bot.actions.common import forced, language, say, session_scope, understand, user_text
 from bot.actions.form import HELPERS, _save_draft
 from bot.flow import alert_flow
 from bot.languages import LANGUAGES

@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
-from bot.messages import render
 from service.db import get_session
 from service.models import Alert, Message, Reporter
 from tests.integration.phone import Phone, replies, says
