@@ -7,6 +7,7 @@ that reporter's unprocessed messages in arrival order and gives each one engine 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from flask import current_app
@@ -16,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from bot import keywords, messages
 from bot.engine import EngineUnavailable, forced_intent
-from bot.understanding import for_nlu
 from bot.languages import DEFAULT_LANGUAGE
+from bot.understanding import for_nlu
 from service import jobs, locks, outbox, reporters
 from service.channels.base import InboundMessage
 from service.db import get_session
@@ -196,12 +197,23 @@ def _converse(svc: Services, reporter: Reporter, message: Message, conversation,
     message.attempts += 1
     svc.session.commit()
     if retry and hasattr(svc.engine, "replies_for"):
-        earlier = svc.engine.replies_for(reporter.key, message.id)
+        earlier = _earlier_replies(svc.engine, reporter.key, message.id)
         if earlier is not None:
             return earlier
     metadata = {"message_id": message.id, "channel": "sms", "received_at": reporters.aware(message.created_at)
                 .isoformat(), "language": reporter.language, "conversation_id": conversation.id}
     return svc.engine.converse(reporter.key, text, metadata)
+
+
+def _earlier_replies(engine, sender: str, message_id: int, checks: int = 3, pause: float = 1.0):
+    """A turn that timed out here may still be queued in a slow Rasa: look a few times
+    before concluding it never ran, so it is not played twice."""
+    for attempt in range(checks):
+        earlier = engine.replies_for(sender, message_id)
+        if earlier is not None or attempt == checks - 1:
+            return earlier
+        time.sleep(pause)
+    return None
 
 
 def reply_language(session: Session, reporter: Reporter, text: str = "", conversation=None) -> str:
