@@ -63,7 +63,7 @@ def read_category(text: str, u: Understanding, field: Field) -> Answer:
 
 
 def read_place(text: str, u: Understanding, field: Field, gazetteer: Gazetteer,
-               candidates: list[str] | None, pending: str | None) -> Answer:
+               candidates: list[str] | None, pending: str | None, near_admin2: str | None = None) -> Answer:
     n = number_choice(text)
     if candidates and n is not None:
         if 1 <= n <= len(candidates):
@@ -74,7 +74,7 @@ def read_place(text: str, u: Understanding, field: Field, gazetteer: Gazetteer,
     words = (text or "").strip()
     if not words or n is not None:
         return Answer(error="not_understood")
-    resolution = gazetteer.resolve(words)
+    resolution = gazetteer.resolve(words, near_admin2=near_admin2)
     if resolution.status != "found" and u.place.status != "unknown":
         resolution = u.place  # the place was inside a longer sentence
     if resolution.status == "found":

@@ -53,7 +53,25 @@ def understand(tracker) -> Understanding:
     message = tracker.latest_message or {}
     return interpret(user_text(tracker), message, now=received_at(tracker),
                      stated_language=metadata(tracker).get("language"),
-                     previous_language=tracker.get_slot("language"))
+                     previous_language=tracker.get_slot("language"), near_admin2=home_area(tracker))
+
+
+def home_area(tracker) -> str | None:
+    """The territory of the reporter's latest located alert: among villages that share
+    a name, the one near where this person usually reports is the likely one."""
+    try:
+        from sqlalchemy import select
+
+        from service.models import Alert, Place, Reporter
+
+        with session_scope() as session:
+            return session.scalar(
+                select(Place.admin2_pcode).join(Alert, Alert.place_id == Place.id)
+                .join(Reporter, Alert.reporter_id == Reporter.id)
+                .where(Reporter.key == tracker.sender_id, Place.admin2_pcode.is_not(None))
+                .order_by(Alert.updated_at.desc()).limit(1))
+    except Exception:  # a preference, never a reason to fail the turn
+        return None
 
 
 def say(dispatcher, msg: str, lang: str, args: dict | None = None, options: list | None = None) -> None:

@@ -17,7 +17,8 @@ from rasa_sdk.events import SlotSet
 
 from bot import answers
 from bot.actions.common import (
-    forced, language, metadata, original_text, received_at, say, session_scope, understand, user_text,
+    forced, home_area, language, metadata, original_text, received_at, say, session_scope, understand,
+    user_text,
 )
 from bot.flow import Field, Flow, alert_flow
 from bot.places import default_gazetteer
@@ -50,7 +51,7 @@ class ValidateAlertForm(Action):
             error = _confirm(flow, slots, changes, u)
         elif requested in slots:
             field = flow.field(requested)
-            answer = _read(field, u, slots, received_at(tracker))
+            answer = _read(field, u, slots, received_at(tracker), home_area(tracker))
             if answer.extra:
                 changes.update(answer.extra)
             if answer.ok:
@@ -72,13 +73,13 @@ class ValidateAlertForm(Action):
         return events
 
 
-def _read(field: Field, u: Understanding, slots: dict, now: datetime) -> answers.Answer:
+def _read(field: Field, u: Understanding, slots: dict, now: datetime, near: str | None) -> answers.Answer:
     text = u.text
     if field.type == "category":
         return answers.read_category(text, u, field)
     if field.type == "place":
         return answers.read_place(text, u, field, default_gazetteer(),
-                                  slots.get("place_candidates"), slots.get("place_pending"))
+                                  slots.get("place_candidates"), slots.get("place_pending"), near)
     if field.type == "time":
         return answers.read_time(text, u, field, now)
     if field.type == "count":
