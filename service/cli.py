@@ -97,8 +97,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from service.config import ConfigError
+
     args = parser().parse_args(argv)
-    return args.run(args) or 0
+    try:
+        return args.run(args) or 0
+    except ConfigError as exc:  # a clear refusal, not a traceback
+        print(f"alerte: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
