@@ -132,7 +132,7 @@ def cross_validate(config: Path, folds: int) -> None:
         started = time.monotonic()
         subprocess.run([str(rasa_project.rasa_bin()), "test", "nlu", "--nlu", str(NLU / "data"),
                         "--config", str(config), "--cross-validation", "--folds", str(folds),
-                        "--out", str(out), "--no-plot", "--no-errors" if False else "--errors"],
+                        "--out", str(out), "--no-plot"],
                        check=True, env=stack.child_env(), stdout=subprocess.DEVNULL)
         print(f"{folds}-fold cross-validation took {time.monotonic() - started:.0f} s")
         errors = json.loads((out / "intent_errors.json").read_text()) if (out / "intent_errors.json").exists() else []
