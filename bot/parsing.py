@@ -66,7 +66,26 @@ hommes homme civils civil victimes victime otages otage enleves enleve kidnappes
 filles fille garcons garcon eleves cadavres corps deces
 watu mtu watoto mtoto wanawake mwanamke wanaume mwanaume wasichana msichana vijana kijana raia wakimbizi
 wamekufa waliokufa wameuawa waliouawa maiti majeruhi wazee familia wanafunzi wametekwa walitekwa
-bato moto bana mwana basi mwasi mibali mobali bakufi babomami bilenge""".split())
+bato moto bana mwana basi mwasi mibali mobali bakufi babomami bilenge
+""".split()) | set("""
+cultivateurs cultivateur agriculteurs agriculteur paysans paysan eleveurs eleveur pecheurs pecheur
+commercants commercant motards motard chauffeurs chauffeur passagers voyageurs villageois habitants
+etudiants etudiant enseignants enseignant infirmiers infirmier fideles jeunes vieillards bebes
+refugies travailleurs creuseurs orpailleurs chasseurs bergers mamans papas
+wakulima mkulima wafugaji mfugaji wavuvi mvuvi wafanyabiashara mfanyabiashara madereva dereva
+abiria wasafiri wanakijiji wenyeji wakazi walimu mwalimu waumini wagonjwa wachimbaji wachungaji
+wazazi akina kaya
+balimi molimi babokoli bateki moteki bamotari bashoferi bapaya bakristo bambuta bamama batata
+mabota libota bana kelasi bakimi
+""".split())
+# Words naming the perpetrators after a people word and its count ("trois hommes armes",
+# "wanaume wawili wenye silaha", "mibali mibale ya mandoki"): then the count is not of victims.
+ARMED_AFTER = ("arme", "armes", "en armes", "en tenue", "wenye silaha", "wenye bunduki", "ya mandoki",
+               "ya bibundeli", "ya bitumba", "ya basoda")
+# Words between a people word and its count ("wakimbizi karibu 500", "bato bakimi pene ya 500",
+# "deplaces environ 300"): looked through when the count comes after the people word.
+APPROX = set("""environ pres de d plus moins que au a peu presque quelque
+karibu takriban zaidi kama hivi kiasi ya pene koleka mbala""".split())
 # people words that name the perpetrators when followed by these ("hommes armes", "watu wenye silaha")
 ARMED_NEXT = {"arme", "armes", "wenye", "ya", "bitumba"}
 # words that may surround a bare number in a short answer ("environ 20", "kama watu 10")
@@ -127,7 +146,38 @@ def _is_people_word(tokens: list[str], k: int) -> bool:
     if not 0 <= k < len(tokens) or tokens[k] not in PEOPLE:
         return False
     nxt = tokens[k + 1] if k + 1 < len(tokens) else ""
+    if nxt == "ya" and tokens[k] in ("bato", "moto", "mibali", "mobali"):  # "bato ya mboka" are villagers
+        return not _armed_at(tokens, k + 1)
     return not (nxt in ARMED_NEXT and tokens[k] in ("hommes", "homme", "watu", "bato", "mtu", "moto"))
+
+
+def _armed_at(tokens: list[str], k: int) -> bool:
+    """True if the words from tokens[k] say "armed" ("armes", "wenye silaha", "ya mandoki")."""
+    ahead = " ".join(tokens[k:k + 2])
+    return any(ahead == a or ahead.startswith(a + " ") for a in ARMED_AFTER)
+
+
+def _counted_people(tokens: list[str], start: int, end: int) -> bool:
+    """A number tokens[start:end] counts people: a people word right before or after it
+    ("5 cultivateurs", "watoto watatu"), or before it across approximation words and one
+    verb ("wakimbizi karibu 500", "bato bakimi pene ya 500"); never the armed men
+    themselves ("2 hommes armes", "wanaume wawili wenye silaha")."""
+    if _is_people_word(tokens, end):
+        return not _armed_at(tokens, end + 1)
+    if _is_people_word(tokens, start - 1):
+        return not _armed_at(tokens, end)
+    k, skipped_verb = start - 1, False
+    while k >= 0 and start - k <= 4:
+        if tokens[k] in APPROX:
+            k -= 1
+            continue
+        if _is_people_word(tokens, k):
+            return k < start - 1 and not _armed_at(tokens, end)
+        if skipped_verb or k == start - 1:
+            return False
+        skipped_verb = True  # one word (a verb) between the people word and "pene ya 500"
+        k -= 1
+    return False
 
 
 def parse_people(text: str) -> PeopleCount | None:
@@ -153,7 +203,7 @@ def parse_people(text: str) -> PeopleCount | None:
             i += 1
     # a count next to a word for people: "watoto watatu", "5 personnes", "bato mitano"
     for value, start, end in numbers:
-        if _is_people_word(tokens, start - 1) or _is_people_word(tokens, end):
+        if _counted_people(tokens, start, end):
             if value == 1 and tokens[end:end + 1] == ["te"]:
                 return PeopleCount(0, False)  # Lingala "moto moko te": nobody
             return PeopleCount(value, False)

@@ -48,6 +48,21 @@ def test_unknown_is_distinct_from_nothing(text):
     ("bato ebele bakimi", MANY),
     ("attaque repoussee, personne n est mort", PeopleCount(0, False)),
     ("basoda bayei kasi moto moko te akufi", PeopleCount(0, False)),
+    # occupations and roles are people too
+    ("5 cultivateurs emmenes en brousse", PeopleCount(5, False)),
+    ("wameteka wakulima sita shambani", PeopleCount(6, False)),
+    ("babomi balimi mibale na zamba", PeopleCount(2, False)),
+    ("deux motards tues sur la route", PeopleCount(2, False)),
+    # the count after the people word, across "about"/"more than" words and one verb
+    ("wakimbizi karibu 500 wamefika kanisani", PeopleCount(500, False)),
+    ("bato bakimi pene ya 500 bakomi na ndako ya nzambe", PeopleCount(500, False)),
+    ("des deplaces, environ 300, dorment a l eglise", PeopleCount(300, False)),
+    # the armed men are not the victims, whichever side of the number they stand
+    ("wanaume wawili wenye silaha wamebaka msichana", None),
+    ("mibali mibale ya mandoki bayibi ngombe", None),
+    ("trois hommes en armes ont pille", None),
+    # "bato ya mboka" are villagers, "bato ya mandoki" armed men
+    ("bato ya mboka mitano bakufi", PeopleCount(5, False)),
 ])
 def test_counts_in_reports(text, expected):
     assert parse_people(text) == expected
@@ -60,6 +75,9 @@ def test_counts_in_reports(text, expected):
     "appelez le 0000000000 svp",                    # a phone-like run
     "wamechoma moto nyumba tatu",                   # three houses, not people
     "trois hommes armes sont passes",               # perpetrators, not victims
+    "un vieux papa abattu et sa femme blessee",     # "vieux" is not a count word
+    "watu 3 wenye silaha wamepita",                 # armed men after their count
+    "ngombe 40 zimeibiwa na vaches 12 volees",      # cattle, not people
     "Bato ya mandoki bakoti na Komanda na butu",    # no count at all
     "bonjour",
     "",
