@@ -100,7 +100,7 @@ def interpret(text: str, parse: dict | None, *, now: datetime | None = None,
     if category is None and intent == "report_alert":
         category = next((code_for_intent(i.get("name")) for i in parse.get("intent_ranking") or ()
                          if code_for_intent(i.get("name"))), None)
-    lang = langid.choose(text, stated=stated_language, previous=previous_language)
+    lang = langid.choose(text, stated=stated_language, previous=previous_language, intent=raw)
     if command and command.intent == keywords.LANGUAGE and command.language:
         lang = command.language
     gaz = gazetteer or default_gazetteer()

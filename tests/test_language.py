@@ -114,3 +114,40 @@ def test_unclear_text_keeps_previous_then_default():
 
 def test_invalid_previous_falls_back_to_default():
     assert language.choose("42", previous="en") == "fr"
+
+
+# ---------------------------------------------------------------- the Rasa model's evidence
+
+@pytest.mark.parametrize("text,expected", [
+    ("etumba", "ln"), ("masasi", "ln"), ("risasi", "sw"), ("shambulio", "sw"), ("attaque", "fr"),
+])
+def test_one_word_decided_with_the_models_training_data(text, expected):
+    # the identifier alone is too unsure of one word to change the conversation's language
+    assert language.choose(text, previous="xx", default="xx") == expected
+
+
+def test_model_evidence_ignores_words_the_model_never_saw():
+    probs, known = language.model_evidence("Kanyabayonga Mutwanga")
+    assert known == 0 and max(probs.values()) == min(probs.values())
+    assert language.choose("Kanyabayonga", previous="sw") == "sw"
+
+
+def test_model_evidence_follows_the_predicted_intent():
+    probs, known = language.model_evidence("mbote", intent="greet")
+    assert known == 1 and max(probs, key=probs.get) == "ln" and probs["ln"] > 0.8
+    # the evidence of a report intent's examples points the same way for a report word
+    probs, _ = language.model_evidence("babomi bato", intent="report_attack")
+    assert max(probs, key=probs.get) == "ln"
+
+
+def test_without_training_data_the_identifier_and_markers_still_work(monkeypatch, tmp_path):
+    monkeypatch.setattr(language, "NLU_DATA", tmp_path)
+    language._lexicon.cache_clear()
+    language._shared_words.cache_clear()
+    try:
+        assert language.model_evidence("etumba")[1] == 0
+        assert language.choose("mbote") == "ln"
+        assert language.choose("etumba", previous="sw") == "sw"  # one word, no evidence: unchanged
+    finally:
+        language._lexicon.cache_clear()
+        language._shared_words.cache_clear()

@@ -46,7 +46,9 @@ def language(tracker) -> str:
     stated = metadata(tracker).get("language")
     entity = next((e.get("value") for e in (tracker.latest_message or {}).get("entities") or ()
                    if e.get("entity") == "language"), None)
-    return langid.choose(user_text(tracker), stated=entity or stated, previous=tracker.get_slot("language"))
+    intent = ((tracker.latest_message or {}).get("intent") or {}).get("name")
+    return langid.choose(user_text(tracker), stated=entity or stated, previous=tracker.get_slot("language"),
+                         intent=intent)
 
 
 def understand(tracker) -> Understanding:
