@@ -12,6 +12,7 @@ weak guess never overrides what the conversation already knows (the previous lan
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import unicodedata
@@ -88,6 +89,19 @@ def _shared_words() -> frozenset[str]:
     return frozenset(set.intersection(*every)) if len(every) == len(LANGUAGES) else frozenset()
 
 
+_USE_MODEL = [True]
+
+
+@contextlib.contextmanager
+def without_model_evidence():
+    """Identifier and markers only (for measuring what the model's evidence adds)."""
+    _USE_MODEL[0] = False
+    try:
+        yield
+    finally:
+        _USE_MODEL[0] = True
+
+
 def model_evidence(text: str, intent: str | None = None) -> tuple[dict[str, float], int]:
     """P(language | words, intent) under the model's training data, by naive Bayes with
     add-one smoothing over the words the data knows; and how many such words there are.
@@ -118,7 +132,7 @@ def _analyse(text: str, intent: str | None = None) -> tuple[str | None, float, b
     if not words:
         return None, 0.0, False, 0
     ranked = dict(_identifier().rank(" ".join(words)))
-    evidence, known = model_evidence(folded, intent)
+    evidence, known = model_evidence(folded, intent) if _USE_MODEL[0] else ({}, 0)
     if known:  # the identifier's and the model's evidence, taken as independent
         ranked = {lang: ranked.get(lang, 0.0) * evidence[lang] for lang in LANGUAGES}
         norm = sum(ranked.values()) or 1.0

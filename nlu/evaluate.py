@@ -1,10 +1,13 @@
 """Measure understanding per language: `python nlu/evaluate.py [--folds 5] [--config FILE]`.
 
 Held-out: trains (or reuses) a model on nlu/data, starts a Rasa server on loopback,
-and runs every message of nlu/tests/heldout.yml (never used for training) through
+and runs every message of nlu/tests/heldout.yml and heldout_2.yml (never used for
+training; the second was written later, before the data changes it measures) through
 `bot.understanding.understand`, the function the conversation and the API use. It
 reports, per language: intent, category, location, people-count and language
-identification accuracy, and a confusion table of categories.
+identification accuracy, and a confusion table of categories. Then language
+identification on the short messages of nlu/tests/short.yml, with and without the
+Rasa model's evidence.
 
 Cross-validation (--folds K): Rasa's own k-fold on the training data, reported per
 language (intent and category accuracy; the training files carry no place labels).
@@ -29,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bot import rasa_project  # noqa: E402
 from bot.engine import RasaEngine  # noqa: E402
 from bot.places import default_gazetteer  # noqa: E402
-from bot.understanding import understand  # noqa: E402
+from bot import language as langid  # noqa: E402
+from bot.understanding import for_nlu, understand  # noqa: E402
 from service import stack  # noqa: E402
 
 NLU = Path(__file__).resolve().parent
@@ -54,16 +58,45 @@ def train_model(config: Path, out_dir: Path) -> Path:
     return out_dir / "variant.tar.gz"
 
 
-def heldout(model: Path, path: Path) -> dict:
+def heldout(model: Path, paths: list[Path], short: Path | None) -> None:
     port = stack.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         endpoints = stack.write_endpoints(Path(tmp) / "endpoints.yml", "http://127.0.0.1:9/webhook", None)
         proc = stack.start_rasa(model, endpoints, port, Path(tmp) / "rasa.log")
         try:
             stack.wait_http(f"http://127.0.0.1:{port}/status", 300, proc, ok=stack.rasa_ready)
-            return score(RasaEngine(f"http://127.0.0.1:{port}", timeout=30), path)
+            engine = RasaEngine(f"http://127.0.0.1:{port}", timeout=30)
+            for path in paths:
+                print(f"\n== {path.name}")
+                report(score(engine, path))
+            if short:
+                short_messages(engine, short)
         finally:
             stack.stop(proc)
+
+
+def short_messages(engine, path: Path) -> None:
+    """Language identification of one-to-three-word messages, where it is hardest:
+    decided from the message alone (no previous language to fall back on), with and
+    without the Rasa model's evidence."""
+    messages = yaml.safe_load(path.read_text(encoding="utf-8"))["messages"]
+    hits: dict = defaultdict(Counter)
+    for m in messages:
+        intent = (engine.parse(for_nlu(m["text"])).get("intent") or {}).get("name")
+        with_model = langid.choose(m["text"], previous=None, default="?", intent=intent)
+        with langid.without_model_evidence():
+            alone = langid.choose(m["text"], previous=None, default="?")
+        t = hits[m["language"]]
+        t["n"] += 1
+        t["with"] += with_model == m["language"]
+        t["alone"] += alone == m["language"]
+        t["wrong_with"] += with_model not in (m["language"], "?")
+        t["wrong_alone"] += alone not in (m["language"], "?")
+    print(f"\n== {path.name}: language decided from the message alone (else undecided)")
+    for key, label in (("alone", "identifier + markers"), ("with", "+ Rasa model evidence")):
+        print(f"{label:<24}" + "".join(
+            f"{lang:>4} {pct(hits[lang][key], hits[lang]['n'])} wrong {hits[lang]['wrong_' + key]:<3}"
+            for lang in sorted(hits)))
 
 
 def score(engine, path: Path) -> dict:
@@ -155,14 +188,18 @@ def cross_validate(config: Path, folds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=NLU / "config.yml")
-    parser.add_argument("--heldout", type=Path, default=NLU / "tests" / "heldout.yml")
+    parser.add_argument("--heldout", type=Path, action="append",
+                        help="held-out file(s); default: nlu/tests/heldout.yml and heldout_2.yml")
+    parser.add_argument("--short", type=Path, default=NLU / "tests" / "short.yml",
+                        help="short messages for language identification")
     parser.add_argument("--folds", type=int, default=0, help="also run k-fold cross-validation")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
         model = train_model(args.config, Path(tmp))
         print(f"model {model.name}: {model.stat().st_size / 1e6:.1f} MB (ready in {time.monotonic() - started:.0f} s)")
-        report(heldout(model, args.heldout))
+        heldout(model, args.heldout or [NLU / "tests" / "heldout.yml", NLU / "tests" / "heldout_2.yml"],
+                args.short)
     if args.folds:
         cross_validate(args.config, args.folds)
 
