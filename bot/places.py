@@ -81,11 +81,13 @@ LOCATIVES = frozenset("a à au de du vers chez pres près kwa ku huko katika na 
 
 
 def fold(text: str) -> str:
-    """Lower case, no accents, punctuation as spaces, single spaces: how names are compared."""
+    """Lower case, no accents, punctuation as spaces, single spaces: how names are compared.
+    French "tch" and Swahili "tsh" write the same sound (Tchabi/Tshabi, Rutchuru/Rutshuru,
+    Kitchanga/Kitshanga), so both are compared as "tsh"."""
     text = (text or "").replace("ɛ", "e").replace("ɔ", "o").replace("Ɛ", "e").replace("Ɔ", "o")
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c)).lower()
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split()).replace("tch", "tsh")
 
 
 @dataclass(frozen=True)

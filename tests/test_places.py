@@ -29,6 +29,21 @@ def test_default_gazetteer_is_cached():
 def test_fold():
     assert fold("  Nord-Kivu ") == "nord kivu"
     assert fold("Oïcha, à Béni!") == "oicha a beni"
+    assert fold("Kitchanga") == fold("Kitshanga") == "kitshanga"  # French tch = Swahili tsh
+
+
+@pytest.mark.parametrize("written,key", [
+    ("Tchabi", "gn:205100"), ("Rutchuru", "CD6111"), ("Kitchanga", "gn:212555"), ("kitshanga", "gn:212555"),
+])
+def test_tch_and_tsh_spellings_are_one_name(gaz, written, key):
+    res = gaz.resolve(written)
+    assert res.status == "found" and res.place.key == key
+
+
+def test_added_place_without_a_settled_territory_has_none(gaz):
+    rec = gaz.resolve("Mavivi").place
+    assert rec.key == "x:mavivi" and rec.admin1_pcode == "CD61" and rec.admin2_pcode is None
+    assert rec.location() == {"name": "Mavivi", "admin1": "Nord-Kivu", "admin2": None, "pcode": None}
 
 
 def test_aliases_and_additions_point_to_real_keys():
@@ -41,7 +56,9 @@ def test_aliases_and_additions_point_to_real_keys():
             rec = g.get("x:" + row["slug"])
             assert rec.lat is None and rec.lon is None
             assert row["source"] == "added by project"
-            assert g.get(row["admin2_pcode"]).admin1_pcode == row["admin1_pcode"]
+            if row["admin2_pcode"]:  # empty when the territory is not settled (honest, not guessed)
+                assert g.get(row["admin2_pcode"]).admin1_pcode == row["admin1_pcode"]
+            assert g.get(row["admin1_pcode"]).level == "adm1"
 
 
 def test_unknown_alias_target_is_refused(tmp_path):
