@@ -20,6 +20,8 @@ COPY service/ service/
 COPY flows/ flows/
 COPY locales/ locales/
 COPY data/ data/
+# The training examples: language identification weighs the words the model learnt from.
+COPY nlu/data/ nlu/data/
 
 # Editable on purpose: the code reads flows/, locales/ and data/ next to its packages.
 # Catalogs are compiled here, as root, so the running (read-only) app never writes them.

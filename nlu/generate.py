@@ -98,10 +98,15 @@ def build(lang: str, seen: set[str]) -> tuple[str, dict[str, int]]:
     for intent, templates in spec["intents"].items():
         rng = random.Random(f"{lang}/{intent}")
         examples: list[str] = []
-        for template in templates:
-            for text in expand(str(template), fill, rng, REPEAT):
-                text = text.lower()  # Rasa gets messages lower-cased (bot.understanding.for_nlu)
-                if text in seen or len(examples) >= MAX_PER_INTENT:
+        variants = [expand(str(template), fill, rng, REPEAT) for template in templates]
+        # Round-robin: every template's first variant before any template's second, so the
+        # cap per intent (class balance) never silently drops the templates at the end.
+        for round_ in range(REPEAT):
+            for texts in variants:
+                if round_ >= len(texts) or len(examples) >= MAX_PER_INTENT:
+                    continue
+                text = texts[round_].lower()  # Rasa gets messages lower-cased (for_nlu)
+                if text in seen:
                     continue
                 seen.add(text)
                 examples.append(annotate(text))
