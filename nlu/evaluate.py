@@ -111,6 +111,8 @@ def score(engine, path: Path) -> dict:
         t = tallies[lang]
         t["n"] += 1
         t["intent"] += u.intent == m["intent"]
+        if u.intent != m["intent"]:
+            misses.append(("intent", lang, m["text"], m["intent"], u.intent))
         t["language"] += u.language == lang
         if m.get("category"):
             t["category_n"] += 1
