@@ -307,6 +307,22 @@ def _explicit_date(tokens: list[str], local: datetime) -> tuple[datetime, str] |
         elif (tok.isdigit() or tok in ("premier", "1er")) and k + 1 < len(tokens) and tokens[k + 1] in MONTHS:
             day, month = (int(tok) if tok.isdigit() else 1), MONTHS[tokens[k + 1]]
             words = f"{tok} {tokens[k + 1]}"
+        elif tok in ("tarehe", "le", "mokolo") and k + 1 < len(tokens):
+            # a day of this month: "tarehe 12", "le 12" (not "le 12 personnes"), "mokolo ya 12"
+            start = k + 2 if tok == "mokolo" and tokens[k + 1] == "ya" else k + 1
+            nxt = tokens[start + 1] if start + 1 < len(tokens) else ""
+            if (start < len(tokens) and tokens[start].isdigit() and 1 <= int(tokens[start]) <= 31
+                    and (tok == "tarehe" or not _is_people_word(tokens, start + 1))
+                    and nxt not in NOT_COUNT_AFTER):
+                day, month = int(tokens[start]), local.month
+                words = " ".join(tokens[k:start + 1])
+                try:
+                    at = local.replace(day=day)
+                except ValueError:
+                    at = None
+                if at is None or at.date() > local.date():  # a day still to come: last month's
+                    prev = local.replace(day=1) - timedelta(days=1)
+                    month, year = prev.month, prev.year
         if day is None:
             continue
         if year is not None and year < 100:

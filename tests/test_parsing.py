@@ -170,3 +170,18 @@ def test_when_in_a_report():
 @pytest.mark.parametrize("text", ["2", "12", "bonjour", "", "Butembo", "watoto watatu"])
 def test_no_time(text):
     assert parse_when(text, NOW) is None
+
+
+@pytest.mark.parametrize("text,at", [
+    ("tarehe 12 saa nane usiku", local(12, 2)),        # the 12th, 2 am (Swahili hours)
+    ("le 12 vers 20h", local(12, 20)),
+    ("mokolo ya 12 na butu", local(12, 21)),
+    ("tarehe 25", local(25, 12, month=10)),           # the 25th is still to come: last month's
+])
+def test_day_of_the_month(text, at):
+    assert parse_when(text, NOW).at == at
+
+
+def test_a_count_after_le_is_not_a_date():
+    assert parse_when("le 12 personnes tuees", NOW) is None
+
