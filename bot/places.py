@@ -11,6 +11,7 @@ are explicit product decisions and therefore win over every other rule.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -325,5 +326,6 @@ class Gazetteer:
 
 @lru_cache(maxsize=1)
 def default_gazetteer() -> Gazetteer:
-    """The shipped gazetteer, loaded once per process."""
-    return Gazetteer.load()
+    """The gazetteer in use, loaded once per process: PLACES_DIR when set (data loaded
+    with `alerte places import-...`), else the one shipped in data/places."""
+    return Gazetteer.load(Path(os.environ.get("PLACES_DIR") or DATA_DIR))

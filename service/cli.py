@@ -20,7 +20,7 @@ EXTERNAL = {
     "actions": "bot.actions:cli",
     "train": "bot.rasa_project:cli",
     "chat": "service.chat:cli",
-    "seed-places": "bot.places:cli",
+    "places": "bot.gazetteer_import:cli",
 }
 
 
