@@ -72,6 +72,13 @@ class ChooseLanguage(Action):
         return [SlotSet("language", chosen)]
 
 
+def _names_a_report(tracker, u) -> bool:
+    """A message the model took for a subscription command but that names an armed
+    group or a place ("adf wamerudi Beni": they came back) is a report: a report must
+    never be lost to a misread opt-in or opt-out."""
+    return not forced(tracker) and bool(u.perpetrator or u.place.status != "unknown")
+
+
 class OptOut(Action):
     def name(self):
         return "action_opt_out"
@@ -79,6 +86,8 @@ class OptOut(Action):
     async def run(self, dispatcher, tracker, domain):
         lang = language(tracker)
         u = understand(tracker)
+        if _names_a_report(tracker, u):
+            return [SlotSet("language", lang), FollowupAction(alert_flow().form)]
         if not forced(tracker) and u.confidence < 0.7:
             say(dispatcher, "out_of_scope", lang)  # not sure enough to stop someone's alerts
             return [SlotSet("language", lang)]
@@ -93,6 +102,8 @@ class OptIn(Action):
 
     async def run(self, dispatcher, tracker, domain):
         lang = language(tracker)
+        if _names_a_report(tracker, understand(tracker)):
+            return [SlotSet("language", lang), FollowupAction(alert_flow().form)]
         _update_reporter(tracker.sender_id, opted_out=False, opted_out_at=None)
         say(dispatcher, "opted_in", lang)
         return [SlotSet("language", lang)]

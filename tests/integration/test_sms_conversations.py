@@ -126,6 +126,24 @@ def test_opt_out_and_back_in(app, phone):
         assert get_session().scalar(select(Reporter.opted_out)) is False
 
 
+FORM_STEPS = ("ask_category", "ask_place", "ask_people", "ask_when", "ask_perpetrator", "confirm")
+
+
+@pytest.mark.parametrize("text,lang", [
+    ("adf wamerudi Beni leo asubuhi", "sw"),      # "they came back": opt-in words
+    ("wanamgambo wametoka Mangina", "sw"),        # "they left": opt-out words
+    ("les adf sont revenus a Eringeti", "fr"),
+    ("bato ya mandoki bazongi na Komanda", "ln"),
+])
+def test_a_report_is_never_taken_for_a_subscription_command(app, phone, text, lang):
+    reporter = phone()
+    reply = reporter.send(text)
+    assert not says(reply, "opted_in", lang) and not says(reply, "opted_out", lang), reply
+    assert any(says(reply, step, lang) for step in FORM_STEPS), reply
+    with app.app_context():
+        assert get_session().scalar(select(Reporter.opted_out)) is not True
+
+
 def test_forged_signature_is_refused_and_nothing_stored(app, phone):
     reporter = phone()
     response = reporter.post("attaque a Beni", signature="Zm9yZ2Vk")
