@@ -14,6 +14,7 @@ from bot.actions.common import forced, language, say, session_scope, understand,
 from bot.actions.form import HELPERS, _save_draft
 from bot.flow import alert_flow
 from bot.languages import LANGUAGES
+from bot.places import fold as fold_words
 from service import alerts
 from service.models import Reporter, utcnow
 
@@ -72,6 +73,11 @@ class ChooseLanguage(Action):
         return [SlotSet("language", chosen)]
 
 
+# Negations in an opt-in the model read ("nalingi kozwa ba message lisusu te" means the
+# opposite): then the subscription is left as it is.
+NEGATION = frozenset("pas plus ne jamais sitaki hataki hatutaki sipendi usinitumie msitume te".split())
+
+
 def _names_a_report(tracker, u) -> bool:
     """A message the model took for a subscription command but that names an armed
     group or a place ("adf wamerudi Beni": they came back) is a report: a report must
@@ -104,6 +110,9 @@ class OptIn(Action):
         lang = language(tracker)
         if _names_a_report(tracker, understand(tracker)):
             return [SlotSet("language", lang), FollowupAction(alert_flow().form)]
+        if not forced(tracker) and NEGATION & set(fold_words(user_text(tracker)).split()):
+            say(dispatcher, "help", lang)  # "I don't want your messages any more" is not an opt-in:
+            return [SlotSet("language", lang)]  # the help says which word stops and which restarts
         _update_reporter(tracker.sender_id, opted_out=False, opted_out_at=None)
         say(dispatcher, "opted_in", lang)
         return [SlotSet("language", lang)]

@@ -144,6 +144,20 @@ def test_a_report_is_never_taken_for_a_subscription_command(app, phone, text, la
         assert get_session().scalar(select(Reporter.opted_out)) is not True
 
 
+@pytest.mark.parametrize("text,lang", [
+    ("nalingi kozwa ba message na bino lisusu te", "ln"),
+    ("sitaki tena kupata ujumbe wenu", "sw"),
+    ("je ne veux plus recevoir vos messages", "fr"),
+])
+def test_a_negated_request_never_subscribes(app, phone, text, lang):
+    reporter = phone()
+    assert says(reporter.send("STOP"), "opted_out", "fr")
+    reply = reporter.send(text)
+    assert not says(reply, "opted_in", lang), reply
+    with app.app_context():
+        assert get_session().scalar(select(Reporter.opted_out)) is True
+
+
 def test_forged_signature_is_refused_and_nothing_stored(app, phone):
     reporter = phone()
     response = reporter.post("attaque a Beni", signature="Zm9yZ2Vk")
