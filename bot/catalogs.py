@@ -55,6 +55,7 @@ NOTES = {
                "{people} a number or value.*, {perpetrator} a group name or value.*",
     "submitted": "{reference} looks like A-7K3M9Q",
     "help": "keep the command words FR, SW, LN and STOP exactly; in Swahili add ACHA, in Lingala TIKA",
+    "subscription_words": "keep STOP and START exactly; in Swahili add ACHA and ANZA, in Lingala TIKA and BANDA",
     "opted_out": "keep START exactly; in Swahili add ANZA, in Lingala BANDA",
     "language_menu": "keep FR, SW and LN exactly",
     "language_changed": "write this in the language of this file (it confirms the new language)",

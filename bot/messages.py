@@ -48,6 +48,7 @@ MESSAGES: dict[str, str] = {
     "language_menu": "Choose your language: send FR for French, SW for Swahili, LN for Lingala.",
     "language_changed": "OK, we will write to you in French.",
     "opted_out": "You will get no more messages from us. Send START to come back.",
+    "subscription_words": "To stop our messages send STOP. To get them again send START.",
     "opted_in": "Welcome back. You will get our messages again.",
     "out_of_scope": "This line is for security alerts. Tell us what happened, where and when.",
     "acknowledged": "OK. Write to us if something happens.",

@@ -78,6 +78,20 @@ class ChooseLanguage(Action):
 NEGATION = frozenset("pas plus ne jamais sitaki hataki hatutaki sipendi usinitumie msitume te".split())
 
 
+SURE, OPPOSITE_AT_MOST = 0.8, 0.1
+
+
+def _sure_of(tracker, intent: str, opposite: str) -> bool:
+    """The model changes a subscription only when it is sure and does not also see the
+    opposite request (the words of "send me again" and "stop sending me" are close);
+    otherwise the reporter is told the STOP and START words."""
+    if forced(tracker):
+        return True
+    ranking = {i.get("name"): float(i.get("confidence") or 0.0)
+               for i in (tracker.latest_message or {}).get("intent_ranking") or ()}
+    return ranking.get(intent, 0.0) >= SURE and ranking.get(opposite, 0.0) <= OPPOSITE_AT_MOST
+
+
 def _names_a_report(tracker, u) -> bool:
     """A message the model took for a subscription command but that names an armed
     group or a place ("adf wamerudi Beni": they came back) is a report: a report must
@@ -94,8 +108,8 @@ class OptOut(Action):
         u = understand(tracker)
         if _names_a_report(tracker, u):
             return [SlotSet("language", lang), FollowupAction(alert_flow().form)]
-        if not forced(tracker) and u.confidence < 0.7:
-            say(dispatcher, "out_of_scope", lang)  # not sure enough to stop someone's alerts
+        if not _sure_of(tracker, "opt_out", "opt_in"):
+            say(dispatcher, "subscription_words", lang)  # not sure enough to stop someone's alerts
             return [SlotSet("language", lang)]
         _update_reporter(tracker.sender_id, opted_out=True, opted_out_at=utcnow())
         say(dispatcher, "opted_out", lang)
@@ -110,9 +124,10 @@ class OptIn(Action):
         lang = language(tracker)
         if _names_a_report(tracker, understand(tracker)):
             return [SlotSet("language", lang), FollowupAction(alert_flow().form)]
-        if not forced(tracker) and NEGATION & set(fold_words(user_text(tracker)).split()):
-            say(dispatcher, "help", lang)  # "I don't want your messages any more" is not an opt-in:
-            return [SlotSet("language", lang)]  # the help says which word stops and which restarts
+        if not _sure_of(tracker, "opt_in", "opt_out") or (
+                not forced(tracker) and NEGATION & set(fold_words(user_text(tracker)).split())):
+            say(dispatcher, "subscription_words", lang)  # "I don't want your messages any more" is
+            return [SlotSet("language", lang)]  # not an opt-in: say which word stops, which restarts
         _update_reporter(tracker.sender_id, opted_out=False, opted_out_at=None)
         say(dispatcher, "opted_in", lang)
         return [SlotSet("language", lang)]
