@@ -377,6 +377,15 @@ def install(out: Path, files: dict[str, str]) -> Gazetteer:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _current(out: Path, name: str) -> Path:
+    """A gazetteer file of the target directory, else of the gazetteer in use."""
+    return out / name if (out / name).exists() else places_dir() / name
+
+
+def _previous(out: Path, name: str) -> list[dict]:
+    return _rows(_current(out, name))
+
+
 def _changes(before: list[dict], after: list[dict], key: str) -> str:
     old, new = {r[key]: r for r in before}, {r[key]: r for r in after}
     changed = sum(1 for k in old.keys() & new.keys() if old[k] != new[k])
@@ -392,7 +401,7 @@ def _provinces(value: str) -> tuple[str, ...]:
 def run_import_cod(args) -> int:
     out = Path(args.out) if args.out else places_dir()
     units, dropped = read_cod([Path(p) for p in args.files])
-    previous = _rows(out / "admin_units.csv") or _rows(places_dir() / "admin_units.csv")
+    previous = _previous(out, "admin_units.csv")
     rows = admin_rows(units, previous, args.provinces)
     gazetteer = install(out, {"admin_units.csv": _csv_text(ADMIN_COLUMNS, rows)})
     east = [r for r in rows if r["in_scope_east"] == "yes"]
@@ -406,11 +415,9 @@ def run_import_cod(args) -> int:
 
 def run_import_geonames(args) -> int:
     out = Path(args.out) if args.out else places_dir()
-    boundaries = out / "boundaries_adm2.geojson"
-    if not boundaries.exists():
-        boundaries = places_dir() / "boundaries_adm2.geojson"
+    boundaries = _current(out, "boundaries_adm2.geojson")
     rows, dropped = read_geonames(Path(args.file), Territories(boundaries), args.provinces)
-    previous = _rows(out / "localities.csv") or _rows(places_dir() / "localities.csv")
+    previous = _previous(out, "localities.csv")
     gazetteer = install(out, {"localities.csv": _csv_text(LOCALITY_COLUMNS, rows)})
     nearest = sum(1 for r in rows if r["admin_assignment"] != "point-in-polygon")
     print(f"localities: {len(rows)} kept ({nearest} assigned to the nearest territory within "
