@@ -99,6 +99,21 @@ def _first(row: dict, *names: str) -> str:
     return next((row[n] for n in names if row.get(n)), "")
 
 
+def _name_columns(header: list[str], level: int) -> list[str]:
+    candidates = [f"adm{level}_fr", *(f"adm{level}_name{s}" for s in ("", "1", "2", "3")), f"adm{level}_en",
+                  f"adm{level}"]
+    return [c for c in candidates if c in header]
+
+
+def _unit_name(row: dict, level: int, columns: list[str]) -> str:
+    """French first: ADM2_FR (older HDX tables), else the adm2_name/adm2_name1... column
+    whose lang/lang1... column says "fr" (newer tables), else the first name given."""
+    prefix = f"adm{level}_name"
+    french = [c for c in columns if c.endswith("_fr")
+              or (c.startswith(prefix) and row.get("lang" + c[len(prefix):], "").lower() == "fr")]
+    return _first(row, *french, *columns)
+
+
 def _coordinate(value: str, path: Path, line: int, low: float, high: float) -> str:
     if not value:
         return ""
@@ -113,12 +128,16 @@ def _coordinate(value: str, path: Path, line: int, low: float, high: float) -> s
 
 def read_cod(paths: list[Path]) -> tuple[dict[str, Unit], dict[str, int]]:
     """Provinces (level 1) and territoires/villes (level 2) from COD-AB tables: the HDX
-    admin tables (ADM1_PCODE, ADM1_FR, ADM2_PCODE...) or the Global P-Code List."""
+    admin tables (ADM1_PCODE, ADM1_FR, ADM2_PCODE...) or the Global P-Code List; and the
+    count of rows read (under "read") and skipped by reason."""
     units: dict[str, Unit] = {}
-    dropped = {"other country": 0, "level 3 or deeper": 0}
+    dropped = {"read": 0, "other country": 0, "level 3 or deeper": 0}
     for path in paths:
         header, rows = _read_csv(path)
+        dropped["read"] += len(rows)
         if {"p-code", "admin level", "name"} <= set(header):
+            if "parent p-code" not in header:
+                raise InputError(f"{path.name}: missing column 'Parent P-Code' (Global P-Code List layout)")
             for line, row in rows:
                 if row.get("location", "COD").upper() not in ("COD", "CD"):
                     dropped["other country"] += 1
@@ -137,10 +156,18 @@ def read_cod(paths: list[Path]) -> tuple[dict[str, Unit], dict[str, int]]:
             continue
         levels = sorted(int(m.group(1)) for h in header if (m := re.fullmatch(r"adm(\d)_pcode", h)))
         if not levels or 1 not in levels:
-            raise InputError(f"{path.name}: not a COD-AB table (no ADM1_PCODE column, and not the Global "
+            raise InputError(f"{path.name}: not a COD-AB table: missing column ADM1_PCODE (and not the Global "
                              "P-Code List's P-Code/Name/Admin Level columns)")
+        name_columns = {level: _name_columns(header, level) for level in (1, 2)}
+        for level in (1, 2):
+            if level in levels and not name_columns[level]:
+                raise InputError(f"{path.name}: missing column ADM{level}_FR (or ADM{level}_EN, adm{level}_name) "
+                                 f"for the names of ADM{level}_PCODE")
         deepest = max(levels)
         for line, row in rows:
+            if row.get("adm0_pcode", "CD").upper() not in ("CD", "COD"):
+                dropped["other country"] += 1
+                continue
             valid = _first(row, "validon", "valid_on", "date", "valid_from")[:10]
             lat = _coordinate(_first(row, "center_lat", "centroid_lat", "latitude", "lat"), path, line, -90, 90)
             lon = _coordinate(_first(row, "center_lon", "centroid_lon", "longitude", "lon"), path, line, -180, 180)
@@ -150,13 +177,12 @@ def read_cod(paths: list[Path]) -> tuple[dict[str, Unit], dict[str, int]]:
                 if level not in levels:
                     continue
                 pcode = row.get(f"adm{level}_pcode", "").upper()
-                name = _first(row, f"adm{level}_fr", f"adm{level}_name", f"adm{level}_en", f"adm{level}")
+                name = _unit_name(row, level, name_columns[level])
                 if not pcode:
                     raise InputError(f"{path.name}, line {line}: empty ADM{level}_PCODE")
-                parent = row.get("adm0_pcode", "CD").upper() if level == 1 else row.get("adm1_pcode", "").upper()
+                parent = "COD" if level == 1 else row.get("adm1_pcode", "").upper()
                 own = level == deepest  # centre coordinates describe the row's own (deepest) unit
-                _add(units, path, line, Unit(level, pcode, name, "COD" if parent in ("CD", "COD", "") else parent,
-                                             pcode if level == 1 else parent, valid,
+                _add(units, path, line, Unit(level, pcode, name, parent, pcode if level == 1 else parent, valid,
                                              lat if own else "", lon if own else ""))
     for unit in units.values():
         if unit.level == 2 and unit.adm1_pcode not in units:
@@ -212,9 +238,9 @@ def _geonames_lines(path: Path):
                            and not n.lower().startswith("readme")]
                 if len(members) != 1:
                     raise InputError(f"{path.name}: expected one country .txt file inside, found {members}")
-                text = archive.read(members[0]).decode("utf-8")
+                text = archive.read(members[0]).decode("utf-8-sig")
         else:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path.name}: cannot read ({exc})") from exc
     for number, line in enumerate(text.splitlines(), 1):
@@ -232,21 +258,41 @@ def _latin(name: str) -> bool:
     return bool(letters) and all(unicodedata.name(c, "").startswith("LATIN") for c in letters)
 
 
-class Territories:
-    """Point-in-polygon over the territoire/ville outlines (boundaries_adm2.geojson)."""
+def _property(props: dict, *names: str) -> str:
+    """A feature property by any of `names`, whatever its case (ADM2_PCODE, adm2_pcode)."""
+    lower = {str(k).lower(): v for k, v in (props or {}).items()}
+    return next((str(lower[n]).strip() for n in names if lower.get(n) not in (None, "")), "")
 
-    def __init__(self, path: Path):
-        doc = json.loads(path.read_text(encoding="utf-8"))
+
+class Territories:
+    """Point-in-polygon over the territoire/ville outlines (boundaries_adm2.geojson, whose
+    features carry the COD adm2 p-code as ADM2_PCODE). Names and provinces are taken from
+    `admin_units` (the gazetteer's admin_units.csv rows) when given, so a unit renamed by
+    `import-cod` is written with its new name; else from the feature's own properties."""
+
+    def __init__(self, path: Path, admin_units: list[dict] | None = None):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            features = doc["features"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{path.name}: not a readable GeoJSON FeatureCollection ({exc})") from None
+        units = {r["pcode"]: r for r in admin_units or ()}
         self.units = []  # (pcode, name, adm1 pcode, adm1 name, [polygon: [ring: [(lon, lat)]]], bbox)
-        for feature in doc["features"]:
-            props, geometry = feature["properties"], feature["geometry"]
+        for number, feature in enumerate(features, 1):
+            props, geometry = feature.get("properties") or {}, feature.get("geometry") or {}
+            pcode = _property(props, "adm2_pcode", "pcode").upper()
+            if not PCODE.match(pcode) or geometry.get("type") not in ("Polygon", "MultiPolygon"):
+                raise InputError(f"{path.name}, feature {number}: no ADM2_PCODE property or no (multi)polygon")
+            known = units.get(pcode, {})
+            name = known.get("name") or _property(props, "adm2_fr", "adm2_name", "name")
+            adm1 = known.get("adm1_pcode") or _property(props, "adm1_pcode").upper()
+            adm1_name = known.get("adm1_name") or _property(props, "adm1_fr", "adm1_name")
             polygons = [geometry["coordinates"]] if geometry["type"] == "Polygon" else geometry["coordinates"]
-            polygons = [[[tuple(p) for p in ring] for ring in polygon] for polygon in polygons]
+            polygons = [[[(float(p[0]), float(p[1])) for p in ring] for ring in polygon] for polygon in polygons]
             points = [p for polygon in polygons for p in polygon[0]]
             bbox = (min(p[0] for p in points), min(p[1] for p in points),
                     max(p[0] for p in points), max(p[1] for p in points))
-            self.units.append((props["ADM2_PCODE"], props["ADM2_FR"], props["ADM1_PCODE"], props["ADM1_FR"],
-                               polygons, bbox))
+            self.units.append((pcode, name, adm1, adm1_name, polygons, bbox))
 
     @staticmethod
     def _in_ring(x: float, y: float, ring) -> bool:
@@ -288,8 +334,11 @@ class Territories:
 
 
 def read_geonames(path: Path, territories: Territories, provinces: tuple[str, ...]) -> tuple[list[dict], dict]:
-    rows, dropped, newest = [], {"not a populated place": 0, "outside the provinces": 0}, ""
+    """localities.csv rows from a GeoNames dump, and the count of records dropped by reason
+    (with the total read under "read")."""
+    rows, dropped, newest = [], {"read": 0, "not a populated place": 0, "outside the provinces": 0}, ""
     for line, f in _geonames_lines(path):
+        dropped["read"] += 1
         if f[6] != "P":
             dropped["not a populated place"] += 1
             continue
@@ -297,25 +346,29 @@ def read_geonames(path: Path, territories: Territories, provinces: tuple[str, ..
             lat, lon = float(f[4]), float(f[5])
         except ValueError:
             raise InputError(f"{path.name}, line {line}: latitude/longitude {f[4]!r}, {f[5]!r}") from None
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180) or not f[0].isdigit() or not f[1].strip():
-            raise InputError(f"{path.name}, line {line}: not a valid GeoNames record")
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise InputError(f"{path.name}, line {line}: latitude/longitude {f[4]!r}, {f[5]!r} out of range")
+        if not f[0].isdigit() or not f[1].strip():
+            raise InputError(f"{path.name}, line {line}: geonameid {f[0]!r} or name {f[1]!r} is not valid")
+        try:
+            population = int(f[14] or 0)
+        except ValueError:
+            raise InputError(f"{path.name}, line {line}: population {f[14]!r} is not a number") from None
         found = territories.locate(lat, lon)
         if found is None or found[0][2] not in provinces:
             dropped["outside the provinces"] += 1
             continue
         (adm2, adm2_name, adm1, adm1_name, _, _), how = found
         name = f[1].strip()
-        alts, seen = [], {fold(name)}
-        for alt in f[3].split(","):
-            alt = alt.strip()
-            if alt and _latin(alt) and not alt.lower().startswith("http") and fold(alt) not in seen:
-                seen.add(fold(alt))
-                alts.append(alt)
+        # Latin-script variants, each once, in GeoNames' order; an accented spelling of the
+        # main name ("Saké" for "Sake") is kept, as GeoNames gives it
+        alts = [alt for alt in dict.fromkeys(a.strip() for a in f[3].split(","))
+                if alt and alt != name and _latin(alt) and not alt.lower().startswith("http")]
         newest = max(newest, f[18].strip())
         rows.append({"name": name, "alt_names": "|".join(alts), "lat": f[4].strip(), "lon": f[5].strip(),
                      "adm1_pcode": adm1, "adm1_name": adm1_name, "adm2_pcode": adm2, "adm2_name": adm2_name,
                      "admin_assignment": how, "feature_class": f[6], "feature_code": f[7],
-                     "geonames_admin1_code": f[10], "geonameid": f[0], "population": str(int(f[14] or 0)),
+                     "geonames_admin1_code": f[10], "geonameid": f[0], "population": str(population),
                      "population_source": "geonames", "wof_id": ""})
     source = f"GeoNames (CC BY 4.0) {path.name}" + (f", modified up to {newest}" if newest else "")
     for row in rows:
@@ -354,42 +407,82 @@ def broken_aliases(directory: Path) -> list[str]:
     return broken
 
 
+def stray_localities(directory: Path) -> dict[str, int]:
+    """Localities whose territoire p-code is not an in-scope unit of admin_units.csv (after
+    an import-cod that renumbered units, until import-geonames is run again): p-code -> count."""
+    units = {r["pcode"] for r in _rows(directory / "admin_units.csv") if r["in_scope_east"] == "yes"}
+    stray: dict[str, int] = {}
+    for row in _rows(directory / "localities.csv"):
+        if row["adm2_pcode"] and row["adm2_pcode"] not in units:
+            stray[row["adm2_pcode"]] = stray.get(row["adm2_pcode"], 0) + 1
+    return stray
+
+
 def install(out: Path, files: dict[str, str]) -> Gazetteer:
-    """Write `files` (name -> text) into `out` all at once, or not at all."""
+    """Write `files` (name -> text) into `out` all at once, or not at all. The other
+    gazetteer files come from `out`, else from the gazetteer in use or the shipped one
+    (`_current`); the whole is loaded (Gazetteer.load) before anything is replaced."""
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    base = out if (out / "admin_units.csv").exists() else places_dir()
-    stage = Path(tempfile.mkdtemp(prefix=".import-", dir=out))
+    stage = Path(tempfile.mkdtemp(prefix=".import-", dir=out))  # same file system: os.replace is atomic
+    done = False
     try:
         for name in GAZETTEER_FILES:
             if name in files:
                 (stage / name).write_text(files[name], encoding="utf-8")
-            elif (base / name).exists():
-                shutil.copyfile(base / name, stage / name)
+            elif _current(out, name).exists():
+                shutil.copyfile(_current(out, name), stage / name)
         broken = broken_aliases(stage)
         if broken:
             raise BrokenAliases("; ".join(broken))
-        gazetteer = Gazetteer.load(stage)
+        try:
+            gazetteer = Gazetteer.load(stage)
+        except (OSError, KeyError, ValueError) as exc:
+            raise BrokenAliases(f"the gazetteer would not load ({type(exc).__name__}: {exc})") from None
         for name in GAZETTEER_FILES:
             if (stage / name).exists() and (name in files or not (out / name).exists()):
                 os.replace(stage / name, out / name)
+        done = True
         return gazetteer
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if created and not done:
+            try:
+                out.rmdir()  # the directory this failed import created, now empty again
+            except OSError:
+                pass
 
 
 def _current(out: Path, name: str) -> Path:
-    """A gazetteer file of the target directory, else of the gazetteer in use."""
-    return out / name if (out / name).exists() else places_dir() / name
+    """A gazetteer file of the target directory, else of the gazetteer in use (PLACES_DIR),
+    else the shipped one: a new, empty PLACES_DIR starts from the shipped files."""
+    return next((d / name for d in (out, places_dir(), DATA_DIR) if (d / name).exists()), out / name)
 
 
 def _previous(out: Path, name: str) -> list[dict]:
     return _rows(_current(out, name))
 
 
+BOOKKEEPING = ("source", "population_source", "wof_id")  # not counted as a change of the data
+
+
 def _changes(before: list[dict], after: list[dict], key: str) -> str:
     old, new = {r[key]: r for r in before}, {r[key]: r for r in after}
-    changed = sum(1 for k in old.keys() & new.keys() if old[k] != new[k])
-    return f"{len(new.keys() - old.keys())} new, {len(old.keys() - new.keys())} gone, {changed} changed"
+    changed = sum(1 for k in old.keys() & new.keys()
+                  if any(old[k].get(c, "") != new[k].get(c, "") for c in new[k] if c not in BOOKKEEPING))
+    return (f"{len(new.keys() - old.keys())} new, {len(old.keys() - new.keys())} gone, {changed} changed"
+            f" (not counting the {'/'.join(c for c in BOOKKEEPING if c in next(iter(after), {}))} columns)")
+
+
+def _skipped(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in dropped.items() if k != "read" and v) or "none"
+
+
+def _warn_stray(out: Path) -> None:
+    stray = stray_localities(out)
+    if stray:
+        print(f"warning: {sum(stray.values())} localities are in territoires that are not in admin_units.csv "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(stray.items()))}); run import-geonames again")
 
 
 # ------------------------------------------------------------------ commands
@@ -405,10 +498,11 @@ def run_import_cod(args) -> int:
     rows = admin_rows(units, previous, args.provinces)
     gazetteer = install(out, {"admin_units.csv": _csv_text(ADMIN_COLUMNS, rows)})
     east = [r for r in rows if r["in_scope_east"] == "yes"]
-    kept = sum(1 for r in east if r["centroid_lat"])
-    print(f"admin units: {len(rows)} read ({sum(r['level'] == '1' for r in rows)} provinces), {len(east)} in scope,"
-          f" {kept} of them with coordinates; {_changes(previous, rows, 'pcode')};"
-          f" skipped: {', '.join(f'{k} {v}' for k, v in dropped.items() if v) or 'none'}")
+    located = sum(1 for r in east if r["centroid_lat"])
+    print(f"admin units: {dropped['read']} rows read, skipped: {_skipped(dropped)}; {len(rows)} units written "
+          f"({sum(r['level'] == '1' for r in rows)} provinces), {len(east)} in scope, {located} of them with "
+          f"coordinates; vs the previous file: {_changes(previous, rows, 'pcode')}")
+    _warn_stray(out)
     print(f"gazetteer in {out}: {len(gazetteer)} places")
     return 0
 
@@ -416,13 +510,18 @@ def run_import_cod(args) -> int:
 def run_import_geonames(args) -> int:
     out = Path(args.out) if args.out else places_dir()
     boundaries = _current(out, "boundaries_adm2.geojson")
-    rows, dropped = read_geonames(Path(args.file), Territories(boundaries), args.provinces)
+    if not boundaries.exists():
+        raise InputError(f"no boundaries_adm2.geojson in {out}, in PLACES_DIR or in the shipped data")
+    territories = Territories(boundaries, _previous(out, "admin_units.csv"))
+    rows, dropped = read_geonames(Path(args.file), territories, args.provinces)
     previous = _previous(out, "localities.csv")
     gazetteer = install(out, {"localities.csv": _csv_text(LOCALITY_COLUMNS, rows)})
     nearest = sum(1 for r in rows if r["admin_assignment"] != "point-in-polygon")
-    print(f"localities: {len(rows)} kept ({nearest} assigned to the nearest territory within "
-          f"{NEAREST_MAX_DEG} deg); skipped: {', '.join(f'{k} {v}' for k, v in dropped.items())};"
-          f" {_changes(previous, rows, 'geonameid')}")
+    print(f"localities: {dropped['read']} records read, skipped: not a populated place "
+          f"{dropped['not a populated place']}, outside the provinces {dropped['outside the provinces']}; "
+          f"{len(rows)} kept ({nearest} assigned to the nearest territory within {NEAREST_MAX_DEG} deg); "
+          f"vs the previous file: {_changes(previous, rows, 'geonameid')}")
+    _warn_stray(out)
     print(f"gazetteer in {out}: {len(gazetteer)} places")
     return 0
 
@@ -434,7 +533,11 @@ def run_check(args) -> int:
         print(f"broken: {item}")
     if broken:
         return 1
-    gazetteer = Gazetteer.load(directory)
+    try:
+        gazetteer = Gazetteer.load(directory)
+    except (KeyError, ValueError) as exc:
+        print(f"broken: the gazetteer does not load ({type(exc).__name__}: {exc})")
+        return 1
     records = list(gazetteer._by_key.values())
     by_level: dict = {}
     for rec in records:
@@ -443,9 +546,13 @@ def run_check(args) -> int:
     print(f"{directory}: {len(records)} places")
     for (level, province), count in sorted(by_level.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         print(f"  {level:<9} {province or '-':<12} {count}")
-    missing = sum(1 for r in records if r.level == "locality" and not r.admin2_pcode)
-    print(f"  localities without a territory: {missing}; without coordinates: "
-          f"{sum(1 for r in records if r.lat is None)}")
+    missing = [r for r in records if r.level == "locality" and not r.admin2_pcode]
+    print(f"  localities without a territory: {len(missing)}"
+          + (f" ({', '.join(r.name for r in missing[:10])}{', ...' if len(missing) > 10 else ''})" if missing else "")
+          + f"; places without coordinates: {sum(1 for r in records if r.lat is None)}")
+    aliases = _rows(directory / "aliases.csv")
+    print(f"  aliases: {len(aliases)}, all pointing at a place")
+    _warn_stray(directory)
     return 0
 
 
@@ -473,4 +580,7 @@ def cli(parser):
         except BrokenAliases as exc:
             print(f"alerte places: nothing written; the new data would break: {exc}", file=sys.stderr)
             return 1
+        except OSError as exc:  # a file or directory given that is not there
+            print(f"alerte places: {exc}", file=sys.stderr)
+            return 2
     return run

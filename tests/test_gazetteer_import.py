@@ -49,16 +49,21 @@ def global_pcodes(path, units):
                      hxl=["#country+code", "#adm+code", "#adm+name", "#adm+code+parent", "#adm+level", "#date"])
 
 
-def geonames_dump(path, localities, extra=()):
+def geonames_record(r):
+    """The 19 fields of a GeoNames dump line for a shipped localities.csv row."""
+    return [r["geonameid"], r["name"], r["name"], ",".join(filter(None, r["alt_names"].split("|"))),
+            r["lat"], r["lon"], r["feature_class"], r["feature_code"], "CD", "", r["geonames_admin1_code"],
+            "", "", "", r["population"] or "0", "", "1000", "Africa/Lubumbashi", "2018-08-02"]
+
+
+def geonames_dump(path, localities, changed=None):
+    """A CD.txt of the shipped rows; `changed` maps a geonameid to {field index: value}."""
     lines = []
     for r in localities:
-        if not r["geonameid"]:
-            continue
-        fields = [r["geonameid"], r["name"], r["name"], ",".join(filter(None, r["alt_names"].split("|"))),
-                  r["lat"], r["lon"], r["feature_class"], r["feature_code"], "CD", "", r["geonames_admin1_code"],
-                  "", "", "", r["population"] or "0", "", "1000", "Africa/Lubumbashi", "2018-08-02"]
+        fields = geonames_record(r)
+        for index, value in (changed or {}).get(r["geonameid"], {}).items():
+            fields[index] = value
         lines.append("\t".join(fields))
-    lines.extend(extra)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -84,6 +89,8 @@ def out_dir(tmp_path):
 
 
 SAME = ("level", "name", "pcode", "parent_pcode", "adm1_pcode", "adm1_name", "in_scope_east")
+GEONAMES_OWN = ("name", "alt_names", "lat", "lon", "feature_class", "feature_code", "geonames_admin1_code",
+                "population")
 
 
 @pytest.mark.parametrize("layout", ["hdx_adm2", "global_pcodes"])
@@ -100,6 +107,20 @@ def test_cod_round_trip(tmp_path, shipped_units, layout, capsys):
     assert len(Gazetteer.load(out)) == len(Gazetteer.load(DATA_DIR))
 
 
+def test_newer_cod_ab_layout(tmp_path, shipped_units, capsys):
+    """HDX's newer COD-AB tables: lower-case adm2_name/adm2_pcode, valid_on, lang."""
+    out = out_dir(tmp_path)
+    by_pcode = {u["pcode"]: u for u in shipped_units}
+    data = [[u["name"], u["pcode"], by_pcode[u["adm1_pcode"]]["name"], u["adm1_pcode"], "CD", "2019-09-11", "fr"]
+            for u in shipped_units if u["level"] == "2"]
+    source = write_csv(tmp_path / "cod_admin2.csv", ["adm2_name", "adm2_pcode", "adm1_name", "adm1_pcode",
+                                                      "adm0_pcode", "valid_on", "lang"], data)
+    assert main(["places", "import-cod", str(source), "--out", str(out)]) == 0
+    imported = rows(out / "admin_units.csv")
+    assert [[r[c] for c in SAME] for r in imported] == [[r[c] for c in SAME] for r in shipped_units]
+    assert "189 rows read" in capsys.readouterr().out
+
+
 def test_renamed_or_new_unit_gets_no_coordinates(tmp_path, shipped_units):
     out = out_dir(tmp_path)
     units = [dict(u) for u in shipped_units]
@@ -109,6 +130,20 @@ def test_renamed_or_new_unit_gets_no_coordinates(tmp_path, shipped_units):
     assert main(["places", "import-cod", str(source), "--out", str(out)]) == 0
     row = next(r for r in rows(out / "admin_units.csv") if r["pcode"] == "CD6107")
     assert row["name"] == "Beni-Territoire" and row["centroid_lat"] == row["label_lat"] == ""
+
+
+def test_new_unit_gets_no_coordinates(tmp_path, shipped_units):
+    out = out_dir(tmp_path)
+    # the deployment's previous table did not have Rutshuru: for this import it is a new p-code
+    previous = [u for u in shipped_units if u["pcode"] != "CD6111"]
+    write_csv(out / "admin_units.csv", ADMIN_COLUMNS, [[u[c] for c in ADMIN_COLUMNS] for u in previous])
+    assert next(u for u in shipped_units if u["pcode"] == "CD6111")["centroid_lat"]
+    source = hdx_adm2_table(tmp_path / "cod.csv", shipped_units)
+    assert main(["places", "import-cod", str(source), "--out", str(out)]) == 0
+    imported = {r["pcode"]: r for r in rows(out / "admin_units.csv")}
+    new = imported["CD6111"]
+    assert new["name"] == "Rutshuru" and all(new[c] == "" for c in ADMIN_COLUMNS[9:17])
+    assert imported["CD6110"]["centroid_lat"]  # Butembo: unchanged, kept
 
 
 def test_coordinates_given_by_the_file_are_used(tmp_path, shipped_units):
@@ -135,11 +170,11 @@ def test_coordinates_given_by_the_file_are_used(tmp_path, shipped_units):
 @pytest.mark.parametrize("packed", [False, True])
 def test_geonames_round_trip(tmp_path, shipped_localities, packed, capsys):
     out = out_dir(tmp_path)
-    far = "\t".join(["999999999", "Far Away", "Far Away", "", *KINSHASA, "P", "PPL", "CD", "", "06", "", "", "",
-                     "0", "", "300", "Africa/Kinshasa", "2020-01-01"])
-    lake = "\t".join(["999999998", "Some Lake", "Some Lake", "", "-1.6", "29.2", "H", "LK", "CD", "", "11", "", "",
-                      "", "0", "", "1460", "Africa/Lubumbashi", "2020-01-01"])
-    dump = geonames_dump(tmp_path / "CD.txt", shipped_localities, extra=[far, lake])
+    # two real records altered: Adumba (Irumu) moved to Kinshasa's coordinates, and Agebo
+    # (Irumu) given feature class S (a spot, not a populated place); no alias points at them
+    far, spot = "8280560", "8280497"
+    dump = geonames_dump(tmp_path / "CD.txt", shipped_localities,
+                         changed={far: {4: KINSHASA[0], 5: KINSHASA[1]}, spot: {6: "S", 7: "BLDG"}})
     if packed:
         with zipfile.ZipFile(tmp_path / "CD.zip", "w") as archive:
             archive.write(dump, "CD.txt")
@@ -147,9 +182,11 @@ def test_geonames_round_trip(tmp_path, shipped_localities, packed, capsys):
         dump = tmp_path / "CD.zip"
     assert main(["places", "import-geonames", str(dump), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
+    assert f"{len(shipped_localities)} records read" in printed
     assert "not a populated place 1" in printed and "outside the provinces 1" in printed
     imported = {r["geonameid"]: r for r in rows(out / "localities.csv")}
-    assert "999999999" not in imported and "999999998" not in imported
+    assert far not in imported and spot not in imported
+    shipped_localities = [r for r in shipped_localities if r["geonameid"] not in (far, spot)]
     inside = [r for r in shipped_localities if r["admin_assignment"] == "point-in-polygon"]
     differ = [r for r in inside if imported[r["geonameid"]]["adm2_pcode"] != r["adm2_pcode"]]
     # The shipped assignment used the full RGC polygons; the shipped outlines are simplified
@@ -164,6 +201,8 @@ def test_geonames_round_trip(tmp_path, shipped_localities, packed, capsys):
     near = [r for r in shipped_localities if r["admin_assignment"].startswith("nearest")]
     assert all(imported[r["geonameid"]]["adm2_pcode"] == r["adm2_pcode"] for r in near)
     assert set(imported) == {r["geonameid"] for r in shipped_localities}
+    for r in shipped_localities:  # GeoNames' own fields come back as shipped
+        assert [imported[r["geonameid"]][c] for c in GEONAMES_OWN] == [r[c] for c in GEONAMES_OWN]
     assert list(next(iter(imported.values()))) == LOCALITY_COLUMNS
     kasindi = Gazetteer.load(out).resolve("Kasindi", near_admin2="CD6107")
     assert kasindi.status == "found" and kasindi.place.admin2_pcode == "CD6107"
@@ -177,6 +216,9 @@ def test_an_import_that_breaks_an_alias_writes_nothing(tmp_path, shipped_units, 
     assert main(["places", "import-cod", str(source), "--out", str(out)]) == 1
     assert "CD6111" in capsys.readouterr().err
     assert {f.name: f.read_bytes() for f in out.iterdir()} == before  # no staging left either
+    fresh = tmp_path / "fresh"  # a new directory is not left behind either
+    assert main(["places", "import-cod", str(source), "--out", str(fresh)]) == 1
+    assert not fresh.exists()
 
 
 @pytest.mark.parametrize("content,message", [
@@ -184,6 +226,8 @@ def test_an_import_that_breaks_an_alias_writes_nothing(tmp_path, shipped_units, 
     ("ADM1_FR,ADM1_PCODE,center_lat,center_lon\nIturi,CD54,north,30\n", "is not a coordinate"),
     ("ADM1_FR,ADM1_PCODE\nIturi,CD54,extra\n", "3 columns, expected 2"),
     ("ADM1_FR,ADM1_PCODE,ADM2_FR,ADM2_PCODE\nIturi,CD54,Irumu,\n", "empty ADM2_PCODE"),
+    ("ADM1_FR,ADM1_PCODE,ADM2_PCODE\nIturi,CD54,CD5402\n", "missing column ADM2_FR"),
+    ("Location,P-Code,Name,Admin Level\nCOD,CD54,Ituri,1\n", "missing column 'Parent P-Code'"),
 ])
 def test_malformed_cod_file(tmp_path, content, message, capsys):
     out = out_dir(tmp_path)
@@ -194,30 +238,52 @@ def test_malformed_cod_file(tmp_path, content, message, capsys):
     assert rows(out / "admin_units.csv") == rows(DATA_DIR / "admin_units.csv")
 
 
-@pytest.mark.parametrize("line,message", [
-    ("1\tA\tA\t\tnorth\t29.1\tP\tPPL\tCD\t\t11\t\t\t\t0\t\t\t\t2020-01-01", "latitude/longitude"),
-    ("1\tA\tA\t0.5\t29.1\tP", "6 tab-separated fields"),
+@pytest.mark.parametrize("spoil,message", [
+    (lambda fields: fields[:4] + ["north"] + fields[5:], "latitude/longitude 'north'"),
+    (lambda fields: fields[:6], "6 tab-separated fields"),
+    (lambda fields: fields[:14] + ["many"] + fields[15:], "population 'many'"),
 ])
-def test_malformed_geonames_file(tmp_path, line, message, capsys):
+def test_malformed_geonames_file(tmp_path, shipped_localities, spoil, message, capsys):
     out = out_dir(tmp_path)
+    line = "\t".join(spoil(geonames_record(shipped_localities[0])))  # a real record, spoilt
     (tmp_path / "CD.txt").write_text(line + "\n", encoding="utf-8")
     assert main(["places", "import-geonames", str(tmp_path / "CD.txt"), "--out", str(out)]) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and "line 1" in err and "Traceback" not in err
     assert rows(out / "localities.csv") == rows(DATA_DIR / "localities.csv")
 
 
-def test_places_dir_is_honoured(tmp_path, monkeypatch):
-    out = out_dir(tmp_path)
-    with open(out / "added_places.csv", "a", newline="", encoding="utf-8") as f:
-        f.write("testville,Testville,,CD61,Nord-Kivu,CD6111,Rutshuru,,,added by project,test only\n")
+def test_places_dir_is_honoured(tmp_path, monkeypatch, shipped_units):
+    out = tmp_path / "places"  # a deployment's gazetteer: the provinces and territoires only
+    out.mkdir()
+    write_csv(out / "admin_units.csv", ADMIN_COLUMNS, [[u[c] for c in ADMIN_COLUMNS] for u in shipped_units])
+    write_csv(out / "localities.csv", LOCALITY_COLUMNS, [])
     monkeypatch.setenv("PLACES_DIR", str(out))
     places.default_gazetteer.cache_clear()
     try:
-        assert places.default_gazetteer().resolve("Testville").place.key == "x:testville"
+        assert len(places.default_gazetteer()) == 51  # 5 provinces + 46 territoires/villes in scope
+        assert places.default_gazetteer().resolve("Kasindi").status == "unknown"
     finally:
         monkeypatch.delenv("PLACES_DIR")
         places.default_gazetteer.cache_clear()
-    assert places.default_gazetteer().resolve("Testville").status != "found"
+    assert len(places.default_gazetteer()) == len(Gazetteer.load(DATA_DIR)) > 5000
+
+
+def test_an_empty_places_dir_is_filled_from_the_shipped_files(tmp_path, monkeypatch, shipped_units, capsys):
+    """A deployment's new PLACES_DIR: the import writes there by default and takes the
+    files it does not replace from the shipped gazetteer; the shipped files stay as they are."""
+    out = tmp_path / "places"
+    out.mkdir()
+    shipped = {f.name: f.read_bytes() for f in DATA_DIR.iterdir() if f.is_file()}
+    monkeypatch.setenv("PLACES_DIR", str(out))
+    source = global_pcodes(tmp_path / "global_pcodes_adm_1_2.csv", shipped_units)
+    assert main(["places", "import-cod", str(source)]) == 0
+    assert {f.name for f in out.iterdir()} == {"admin_units.csv", "localities.csv", "added_places.csv",
+                                               "aliases.csv", "boundaries_adm1.geojson", "boundaries_adm2.geojson"}
+    assert (out / "aliases.csv").read_bytes() == shipped["aliases.csv"]
+    assert {f.name: f.read_bytes() for f in DATA_DIR.iterdir() if f.is_file()} == shipped
+    assert main(["places", "check"]) == 0
+    assert str(out) in capsys.readouterr().out
 
 
 def test_check_on_the_shipped_data(capsys):
@@ -226,12 +292,13 @@ def test_check_on_the_shipped_data(capsys):
     assert "adm2" in out and "Nord-Kivu" in out
 
 
-def test_check_reports_a_broken_alias(tmp_path, capsys):
+def test_check_reports_a_broken_alias(tmp_path, shipped_localities, capsys):
     out = out_dir(tmp_path)
-    with open(out / "aliases.csv", "a", encoding="utf-8") as f:
-        f.write("Nowhere,gn:1,test\n")
+    # Kiwanja (gn:8485523) gone from the localities: the alias "Kiwandja" points at nothing
+    write_csv(out / "localities.csv", LOCALITY_COLUMNS,
+              [[r[c] for c in LOCALITY_COLUMNS] for r in shipped_localities if r["geonameid"] != "8485523"])
     assert main(["places", "check", "--dir", str(out)]) == 1
-    assert "Nowhere" in capsys.readouterr().out
+    assert "alias 'Kiwandja' -> gn:8485523" in capsys.readouterr().out
 
 
 def test_admin_columns_unchanged():
