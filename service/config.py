@@ -39,13 +39,23 @@ DEFAULTS: dict[str, object] = {
     "CONVERSATION_TIMEOUT": 30,  # minutes of silence before a new conversation
     "ALERT_DRAFT_TIMEOUT": None,  # minutes before an untouched draft is "incomplete"; default: the flow's
     "LOCK_TIMEOUT": 60.0,  # seconds a reporter lock lives without being renewed
-    "LOCK_WAIT": 5.0,  # seconds a webhook waits for a reporter's lock
+    "LOCK_WAIT": 0.5,  # seconds a webhook waits for a busy reporter before queueing instead
+    "WEBHOOK_BUDGET": 10.0,  # seconds a webhook may take in all (Twilio gives up at 15)
+    "MAX_ATTEMPTS": 5,  # turns tried per inbound message before it is marked failed
+    "MAX_SEND_ATTEMPTS": 6,  # hand-overs tried per outbound message before it is failed
+    "SEND_CLAIM_TIMEOUT": 120,  # seconds a send may stay "sending" before it is recovered
+    "SENDER_RATE": 12,  # messages of one sender processed per minute; more wait their turn
+    "SPOOL_DIR": str(VAR / "spool"),  # inbound messages kept here while the database is down
+    "DB_CONNECT_TIMEOUT": 3,  # seconds; a database that does not answer counts as down
+    "SWEEP_INTERVAL": 60,  # seconds between two sweeps (pending messages, stuck sends, purge)
+    "ACTIONS_URL": "http://127.0.0.1:5055",  # the action server, for /healthz
     "SMS_CHANNEL": "twilio",
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
 }
-INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "MAX_CONTENT_LENGTH"}
-FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT"}
+INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "MAX_CONTENT_LENGTH",
+        "MAX_ATTEMPTS", "MAX_SEND_ATTEMPTS", "SEND_CLAIM_TIMEOUT", "SENDER_RATE", "SWEEP_INTERVAL"}
+FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT"}
 
 
 class ConfigError(RuntimeError):
