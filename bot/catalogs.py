@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from babel.messages.catalog import Catalog, Message
-from babel.messages.pofile import read_po, unescape, write_po
+from babel.messages.pofile import PoFileParser, read_po, unescape, write_po
 
 from bot.categories import CODES, label_msgid
 from bot.gsm7 import BASIC, EXTENSION, REPLACEMENTS, septets, to_gsm7
@@ -160,18 +160,55 @@ def _po_bytes(catalog: Catalog, **kwargs) -> bytes:
     return buf.getvalue()
 
 
-def _same_but_dates(new: bytes, path: Path) -> bool:
-    """True if the file holds the same catalog apart from its date headers."""
+# Header fields a run writes anew (dates) or that only name the Babel release that wrote
+# the file: never a reason to call a catalog out of date, nor to rewrite it.
+GENERATED_HEADERS = frozenset({"pot-creation-date", "po-revision-date", "generated-by"})
+
+
+class _Reader(PoFileParser):
+    """Babel's .po reader that also keeps each entry's flags as written: ``Message()``
+    adds or drops python-format and python-brace-format after its msgid, which would
+    hide a file that lacks (or has extra) format flags."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.written_flags: list[tuple[str, ...]] = []
+        super().__init__(catalog)
+
+    def _add_message(self) -> None:
+        self.written_flags.append(tuple(self.flags))
+        super()._add_message()
+
+
+def _content(data: bytes) -> tuple:
+    """What a catalog says, whatever Babel release wrote it and whenever: the header
+    comment, the header fields but the generated ones, then every entry (obsolete ones
+    too) in file order with its context, msgid, msgstr, flags, comments and previous msgid.
+    Line wrapping, escaping and the order of flags do not count."""
+    catalog = Catalog(domain=DOMAIN)
+    reader = _Reader(catalog)
+    reader.parse(io.BytesIO(data))
+    headers = tuple((name, value) for name, value in catalog.mime_headers
+                    if name.lower() not in GENERATED_HEADERS)
+
+    def entry(m: Message) -> tuple:
+        return (m.context, m.id, m.string, tuple(sorted(m.flags)), tuple(m.auto_comments),
+                tuple(m.user_comments), tuple(m.previous_id), tuple(m.locations))
+
+    return (catalog.header_comment, headers, catalog.fuzzy,
+            tuple(entry(m) for m in catalog if m.id),
+            tuple(entry(m) for m in catalog.obsolete.values()),
+            tuple(tuple(sorted(flags)) for flags in reader.written_flags))
+
+
+def _same_content(new: bytes, path: Path) -> bool:
+    """True if the file holds the same catalog as ``new`` (see ``_content``)."""
     if not path.exists():
         return False
-    def strip(data: bytes) -> list[bytes]:
-        return [line for line in data.splitlines()
-                if not line.startswith((b'"POT-Creation-Date:', b'"PO-Revision-Date:'))]
-    return strip(new) == strip(path.read_bytes())
+    return _content(new) == _content(path.read_bytes())
 
 
 def _write(path: Path, data: bytes) -> bool:
-    if _same_but_dates(data, path):
+    if _same_content(data, path):
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -181,7 +218,7 @@ def _write(path: Path, data: bytes) -> bool:
 
 
 def extract(path: Path | str = POT_PATH) -> Catalog:
-    """Build the template from MESSAGES and write it (only if something but dates changed)."""
+    """Build the template from MESSAGES and write it (only if its content changed)."""
     catalog = template()
     _write(Path(path), _po_bytes(catalog))
     return catalog
@@ -277,7 +314,7 @@ def check(langs=LANGUAGES, pot: Path | str | None = POT_PATH) -> list[str]:
         pot = Path(pot)
         if not pot.exists():
             problems.append(f"{pot.name}: missing; run `python -m bot.catalogs extract`")
-        elif not _same_but_dates(_po_bytes(template()), pot):
+        elif not _same_content(_po_bytes(template()), pot):
             problems.append(f"{pot.name}: out of date with bot/messages.py; "
                             "run `python -m bot.catalogs extract` then `update`")
     for lang in langs:

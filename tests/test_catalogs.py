@@ -206,3 +206,53 @@ def test_check_finds_too_long_menu(scratch):
 def test_main_check_exit_code(capsys):
     assert catalogs.main(["check"]) == 0
     assert capsys.readouterr().out.startswith("OK:")
+
+
+# --- freshness: the content of a catalog, not the Babel release or the day that wrote it --
+
+def test_pot_written_by_another_babel_release_is_up_to_date(scratch):
+    pot = scratch / "messages.pot"
+    text = re.sub(r'"Generated-By: Babel [^"\\]*\\n"', '"Generated-By: Babel 9.9.9\\\\n"',
+                  pot.read_text(encoding="utf-8"))
+    text = re.sub(r'"POT-Creation-Date: [^"\\]*\\n"', '"POT-Creation-Date: 1999-01-01 00:00+0000\\\\n"', text)
+    assert "Babel 9.9.9" in text and "1999-01-01" in text
+    pot.write_text(text, encoding="utf-8")
+    assert catalogs.check(pot=pot) == []
+    catalogs.extract(pot)  # nothing to write: the file is left as it is
+    assert pot.read_text(encoding="utf-8") == text
+
+
+@pytest.mark.parametrize("edit", [
+    ('msgctxt "welcome"', 'msgctxt "welcome_back"'),                       # a context
+    ('msgid "{}"'.format(MESSAGES["when.yesterday"]), 'msgid "Yesterday!"'),  # a msgid
+    ("#. " + catalogs.COMMENT_LABEL, "#. one word"),                        # an auto-comment
+    ("#, python-brace-format\n", ""),                                       # a flag as written
+    ('msgctxt "welcome"', '#, fuzzy\nmsgctxt "welcome"'),                   # a flag
+    ('msgctxt "welcome"', '# a note\nmsgctxt "welcome"'),                   # a translator comment
+    ('"Project-Id-Version: alerte 0.1\\n"', '"Project-Id-Version: alerte 0.2\\n"'),  # a header
+    ("# Edit the msgstr lines only", "# Edit anything"),                    # the header comment
+])
+def test_pot_with_other_content_is_out_of_date(scratch, edit):
+    pot = scratch / "messages.pot"
+    text = pot.read_text(encoding="utf-8")
+    old, new = edit
+    assert old in text
+    pot.write_text(text.replace(old, new, 1), encoding="utf-8")
+    assert any(p.startswith("messages.pot: out of date") for p in catalogs.check(pot=pot))
+    catalogs.extract(pot)
+    assert pot.read_text(encoding="utf-8") != text.replace(old, new, 1)
+    assert catalogs.check(pot=pot) == []
+
+
+def test_po_written_by_another_babel_release_is_not_rewritten(scratch):
+    path = catalogs.po_path("sw")
+    text = re.sub(r'"Generated-By: Babel [^"\\]*\\n"', '"Generated-By: Babel 9.9.9\\\\n"',
+                  path.read_text(encoding="utf-8"))
+    path.write_text(text, encoding="utf-8")
+    assert catalogs.update(scratch / "messages.pot", langs=["sw"]) == []
+    assert path.read_text(encoding="utf-8") == text
+    edited = text.replace('msgstr "Jana"', 'msgstr "Jana tu"')
+    path.write_text(edited, encoding="utf-8")
+    assert catalogs.update(scratch / "messages.pot", langs=["sw"]) == []  # a translation is kept
+    path.write_text(edited.replace("plural=(n != 1)", "plural=(n > 1)"), encoding="utf-8")
+    assert catalogs.update(scratch / "messages.pot", langs=["sw"]) == [path]  # the header is fixed
