@@ -18,8 +18,10 @@ class EngineUnavailable(RuntimeError):
 
 
 class Engine(Protocol):
-    def converse(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
-        """One user turn; returns the reply payloads (see bot.messages)."""
+    def converse(self, sender: str, text: str, metadata: dict | None = None,
+                 timeout: float | None = None) -> list[dict]:
+        """One user turn; returns the reply payloads (see bot.messages). An empty list is
+        what Rasa answers when an action failed: callers treat it as a failure."""
 
     def parse(self, text: str) -> dict:
         """NLU only: intent, intent ranking and entities of a text."""
@@ -29,7 +31,7 @@ class Engine(Protocol):
 
     def replies_for(self, sender: str, message_id: int) -> list[dict] | None:
         """The replies already given to one stored message, or None if the engine never
-        processed it: a turn that timed out on our side may still have run."""
+        answered it: a turn that timed out on our side may still have run."""
 
 
 class RasaEngine:
@@ -38,9 +40,9 @@ class RasaEngine:
         self.timeout = timeout
         self.http = session or requests.Session()
 
-    def _post(self, path: str, body: dict):
+    def _post(self, path: str, body: dict, timeout: float | None = None):
         try:
-            resp = self.http.post(self.base_url + path, json=body, timeout=self.timeout)
+            resp = self.http.post(self.base_url + path, json=body, timeout=timeout or self.timeout)
         except requests.RequestException as exc:
             raise EngineUnavailable(f"{path}: {type(exc).__name__}") from exc
         if resp.status_code >= 300:
@@ -50,10 +52,11 @@ class RasaEngine:
         except ValueError as exc:
             raise EngineUnavailable(f"{path}: not JSON") from exc
 
-    def converse(self, sender: str, text: str, metadata: dict | None = None) -> list[dict]:
+    def converse(self, sender: str, text: str, metadata: dict | None = None,
+                 timeout: float | None = None) -> list[dict]:
         answer = self._post(
             "/webhooks/rest/webhook",
-            {"sender": sender, "message": text, "metadata": metadata or {}},
+            {"sender": sender, "message": text, "metadata": metadata or {}}, timeout,
         )
         if not isinstance(answer, list):
             raise EngineUnavailable("webhook: unexpected answer")
@@ -80,19 +83,22 @@ class RasaEngine:
             events = resp.json().get("events") or []
         except ValueError as exc:
             raise EngineUnavailable("tracker: not JSON") from exc
-        replies, found = [], False
-        for event in events:
+        # The same message may have been played more than once (an earlier try failed in an
+        # action and answered nothing): the replies of its last answered play count.
+        answered, replies, inside = None, [], False
+        for event in events + [{"event": "user"}]:
             if event.get("event") == "user":
-                if found:
-                    break
-                found = (event.get("metadata") or {}).get("message_id") == message_id
-            elif found and event.get("event") == "bot":
+                if inside and replies:
+                    answered = replies
+                inside = (event.get("metadata") or {}).get("message_id") == message_id
+                replies = []
+            elif inside and event.get("event") == "bot":
                 custom = (event.get("data") or {}).get("custom")
                 if isinstance(custom, dict):
                     replies.append(custom)
                 elif event.get("text"):
                     replies.append({"text": event["text"]})
-        return replies if found else None
+        return answered
 
     def ready(self) -> bool:
         try:
