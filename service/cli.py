@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {}
 # The function gets the argparse sub-parser and returns the run(args) callable.
 EXTERNAL = {
     "run": "service.run:cli",
-    "actions": "bot.actions:cli",
+    "actions": "service.actions:cli",
     "train": "bot.rasa_project:cli",
     "chat": "service.chat:cli",
     "places": "bot.gazetteer_import:cli",

@@ -73,7 +73,7 @@ def start_rasa(model: Path, endpoints: Path, port: int, log_path: Path, env: dic
 
 
 def start_actions(port: int, log_path: Path, env: dict | None = None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "rasa_sdk", "--actions", "bot.actions", "-p", str(port)]
+    cmd = [sys.executable, "-m", "rasa_sdk", "--actions", "service.actions", "-p", str(port)]
     env = dict(env or child_env())
     env.setdefault("SANIC_HOST", "127.0.0.1")  # rasa-sdk listens on every interface otherwise
     return _spawn(cmd, log_path, env)

@@ -3,33 +3,27 @@ saving a confirmed report, and deciding what an unclear message is."""
 
 from __future__ import annotations
 
-import logging
-
 from rasa_sdk import Action
 from rasa_sdk.events import FollowupAction, SlotSet
 from sqlalchemy import select
 
 from bot import keywords
-from bot.actions.common import forced, language, say, session_scope, understand, user_text
-from bot.actions.form import HELPERS, _save_draft
 from bot.flow import alert_flow
 from bot.languages import LANGUAGES
 from bot.places import fold as fold_words
 from service import alerts
+from service.actions.common import forced, language, say, session_scope, understand, user_text
+from service.actions.form import HELPERS, _save_draft
 from service.models import Reporter, utcnow
-
-log = logging.getLogger(__name__)
 
 
 def _update_reporter(sender: str, **values) -> None:
-    try:
-        with session_scope() as session:
-            reporter = session.scalar(select(Reporter).where(Reporter.key == sender))
-            if reporter is not None:
-                for key, value in values.items():
-                    setattr(reporter, key, value)
-    except Exception:
-        log.exception("could not update the reporter")
+    """A stored choice (language, subscription); the reporter is told only once it is saved."""
+    with session_scope() as session:
+        reporter = session.scalar(select(Reporter).where(Reporter.key == sender))
+        if reporter is not None:
+            for key, value in values.items():
+                setattr(reporter, key, value)
 
 
 class Greet(Action):
@@ -165,14 +159,10 @@ class SubmitAlert(Action):
         draft_id = tracker.get_slot("draft_id")
         values = {name: tracker.get_slot(name) for name in flow.slots + list(HELPERS)}
         _save_draft(tracker, flow, values, lang, draft_id, tracker.get_slot("description"))
-        try:
-            with session_scope() as session:
-                alert = alerts.submit(session, f"{tracker.sender_id}:{draft_id}")
-                reference = alert.reference if alert else None
-        except Exception:
-            log.exception("could not submit the alert")
-            reference = None
-        if reference is None:
+        with session_scope() as session:
+            alert = alerts.submit(session, f"{tracker.sender_id}:{draft_id}")
+            reference = alert.reference if alert else None
+        if reference is None:  # no draft under this key: nothing to confirm
             say(dispatcher, "error", lang)
             return []
         say(dispatcher, flow.submit_reply, lang, args={"reference": reference})

@@ -7,7 +7,6 @@ decides the fields, their order, menus and give-up rules; this module only appli
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -16,16 +15,15 @@ from rasa_sdk import Action
 from rasa_sdk.events import SlotSet
 
 from bot import answers
-from bot.actions.common import (
-    forced, home_area, language, metadata, original_text, received_at, say, session_scope, understand,
-    user_text,
-)
 from bot.flow import Field, Flow, alert_flow
 from bot.places import default_gazetteer
 from bot.understanding import UNIDENTIFIED, Understanding
 from service import alerts
+from service.actions.common import (
+    forced, home_area, language, metadata, original_text, received_at, say, session_scope, understand,
+    user_text,
+)
 
-log = logging.getLogger(__name__)
 EAST = ZoneInfo("Africa/Lubumbashi")
 INTERRUPTIONS = {"help", "choose_language", "opt_out"}
 HELPERS = ("place_candidates", "place_pending", "correcting", "retries")
@@ -184,15 +182,13 @@ def draft_fields(values: dict, lang: str, description: str | None) -> alerts.Dra
 
 
 def _save_draft(tracker, flow: Flow, values: dict, lang: str, draft_id: str, description: str | None) -> None:
-    """Every answer is saved at once, so an abandoned report is never lost."""
+    """Every answer is saved at once, so an abandoned report is never lost: a turn whose
+    draft could not be saved fails (and is tried again), it never goes on without it."""
     meta = metadata(tracker)
-    try:
-        with session_scope() as session:
-            alerts.save_draft(session, f"{tracker.sender_id}:{draft_id}", tracker.sender_id,
-                              draft_fields(values, lang, description),
-                              conversation_id=meta.get("conversation_id"))
-    except Exception:  # the conversation goes on; the service keeps the raw messages
-        log.exception("could not save the draft alert")
+    with session_scope() as session:
+        alerts.save_draft(session, f"{tracker.sender_id}:{draft_id}", tracker.sender_id,
+                          draft_fields(values, lang, description),
+                          conversation_id=meta.get("conversation_id"))
 
 
 def summary(flow: Flow, values: dict) -> dict:

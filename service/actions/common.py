@@ -1,4 +1,10 @@
-"""What every action needs: the turn's language, its understanding, replies, storage."""
+"""What every action needs: the turn's language, its understanding, replies, storage.
+
+Settings come from service.config (the same variables, defaults and production checks
+as `alerte web`), sessions from an engine made by service.db, one per process. Database
+errors are never caught here: the action fails, so the turn fails and the service
+tries the message again, instead of the conversation going on without its storage.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,14 @@ import contextlib
 import functools
 import os
 from datetime import datetime, timezone
-from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import language as langid
 from bot.understanding import Understanding, interpret
-
-DEFAULT_DATABASE = "sqlite:///" + str(Path(__file__).resolve().parents[2] / "var" / "alerte.db")
+from service import config, db
+from service.models import Alert, Message, Place, Reporter
 
 
 def metadata(tracker) -> dict:
@@ -61,19 +67,12 @@ def understand(tracker) -> Understanding:
 def home_area(tracker) -> str | None:
     """The territory of the reporter's latest located alert: among villages that share
     a name, the one near where this person usually reports is the likely one."""
-    try:
-        from sqlalchemy import select
-
-        from service.models import Alert, Place, Reporter
-
-        with session_scope() as session:
-            return session.scalar(
-                select(Place.admin2_pcode).join(Alert, Alert.place_id == Place.id)
-                .join(Reporter, Alert.reporter_id == Reporter.id)
-                .where(Reporter.key == tracker.sender_id, Place.admin2_pcode.is_not(None))
-                .order_by(Alert.updated_at.desc()).limit(1))
-    except Exception:  # a preference, never a reason to fail the turn
-        return None
+    with session_scope() as session:
+        return session.scalar(
+            select(Place.admin2_pcode).join(Alert, Alert.place_id == Place.id)
+            .join(Reporter, Alert.reporter_id == Reporter.id)
+            .where(Reporter.key == tracker.sender_id, Place.admin2_pcode.is_not(None))
+            .order_by(Alert.updated_at.desc()).limit(1))
 
 
 def say(dispatcher, msg: str, lang: str, args: dict | None = None, options: list | None = None) -> None:
@@ -86,15 +85,22 @@ def say(dispatcher, msg: str, lang: str, args: dict | None = None, options: list
 
 
 @functools.lru_cache(maxsize=None)
-def _sessions(url: str) -> sessionmaker:
-    from service.db import make_engine  # the same engine settings as the web app (SQLite WAL...)
+def settings() -> dict:
+    """The service's configuration, read once per process; raises ConfigError on an
+    unsafe production configuration."""
+    return config.load()
 
-    return sessionmaker(make_engine(url), expire_on_commit=False)
+
+@functools.lru_cache(maxsize=None)
+def _sessions(pid: int) -> sessionmaker:
+    """One engine per process (keyed by pid: a forked worker never reuses its parent's
+    connections), with the web app's engine settings (SQLite WAL, busy timeout...)."""
+    return sessionmaker(db.make_engine(settings()["DATABASE_URL"]), expire_on_commit=False)
 
 
 @contextlib.contextmanager
 def session_scope() -> Session:
-    session = _sessions(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE)()
+    session = _sessions(os.getpid())()
     try:
         yield session
         session.commit()
@@ -109,14 +115,16 @@ def original_text(tracker) -> str:
     """The reporter's own words (accents, capitals), as stored by the service; Rasa only
     saw a normalised copy."""
     message_id = metadata(tracker).get("message_id")
-    if message_id:
-        try:
-            from service.models import Message
-
-            with session_scope() as session:
-                message = session.get(Message, int(message_id))
-                if message is not None and message.body:
-                    return message.body
-        except Exception:  # the description is a nicety; the conversation goes on
-            pass
+    try:
+        key = int(message_id) if message_id else None
+    except (TypeError, ValueError):  # not one of the service's ids (rasa shell, a test client)
+        key = None
+    if key is not None:
+        with session_scope() as session:
+            message = session.get(Message, key)
+            if message is not None and message.body:
+                return message.body
     return user_text(tracker)
+
+
+settings()  # the action server refuses to start on an unsafe production configuration, like `alerte web`
