@@ -625,14 +625,18 @@ class Observer:
         meta = MetaData()
         meta.reflect(self.engine)
         tables = [t for t in meta.sorted_tables if t.name != "alembic_version"]
-        with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                if tables:
-                    names = ", ".join(f'"{t.name}"' for t in tables)
+        if self.engine.dialect.name == "postgresql" and tables:
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            try:  # TRUNCATE waits for every open transaction on these tables: not forever
+                with self.engine.begin() as conn:
+                    conn.execute(text("SET LOCAL lock_timeout = '5s'"))
                     conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-            else:
-                for table in reversed(tables):
-                    conn.execute(table.delete())
+                return
+            except Exception:  # noqa: BLE001 - fall back to row deletes
+                pass
+        with self.engine.begin() as conn:
+            for table in reversed(tables):
+                conn.execute(table.delete())
 
 
 @dataclass
@@ -650,6 +654,8 @@ class Report:
     lost: int
     worst_delay: float | None
     problems: list[str]
+    delays: list[float] = field(default_factory=list)  # arrival -> first real reply, s
+    unanswered: int = 0
 
     def summary(self) -> str:
         delay = "n/a" if self.worst_delay is None else f"{self.worst_delay:.1f} s"
@@ -734,7 +740,7 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
     for row in outbound:
         replies[row.reply_to_id].append(row)
     turns = tracker_turns(rasa_url, [p["key"] for p in people.values()])
-    unprocessed = 0
+    unprocessed = unanswered = 0
     for row in inbound:
         label = f"inbound #{row.id} ({row.body[:20]!r})"
         if row.status not in IN_FINAL:
@@ -747,6 +753,7 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
         if row.status == "processed" and require_answers:
             real = [o for o in replies.get(row.id, []) if o.body not in received]
             if not real:
+                unanswered += 1
                 problems.append(f"{label} processed but never answered (only {[o.status for o in replies.get(row.id, [])]})")
 
     # outbound: one of each, handed or sent, accounted for at the provider
@@ -813,7 +820,7 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
                             f"{standin.time_of(m.sid) - after:.1f} s after their STOP was answered")
 
     # how long from arrival to the real reply
-    worst = None
+    worst, delays = None, []
     for row in inbound:
         arrival = row.created_at.timestamp() if row.created_at else None
         times = []
@@ -826,11 +833,12 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
                 times.append(standin.time_of(o.provider_id))
         if arrival and times:
             delay = min(times) - arrival
+            delays.append(delay)
             worst = delay if worst is None else max(worst, delay)
     handed = sum(1 for o in outbound if o.status == "handed")
     return Report(state, received=len(inbound), processed=state["in"]["processed"], failed=state["in"]["failed"],
                   unprocessed=unprocessed, replies_handed=handed, replies_sent=len(sends), duplicates=duplicates,
-                  lost=lost, worst_delay=worst, problems=problems)
+                  lost=lost, worst_delay=worst, problems=problems, delays=delays, unanswered=unanswered)
 
 
 def settled(observer: Observer, deliveries: list[Delivery]) -> bool:
