@@ -35,14 +35,24 @@ class Engine(Protocol):
 
 
 class RasaEngine:
-    def __init__(self, base_url: str, timeout: float = 10.0, session: requests.Session | None = None):
+    """Rasa's HTTP API. With ``token`` (Rasa started with ``rasa run --auth-token``), every
+    request carries it as the ``token`` query parameter."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0, session: requests.Session | None = None,
+                 token: str | None = None):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.http = session or requests.Session()
+        self.token = token or None
+
+    def _params(self, extra: dict | None = None) -> dict:
+        """The query of every request: the token (when there is one) and ``extra``."""
+        return {**(extra or {}), **({"token": self.token} if self.token else {})}
 
     def _post(self, path: str, body: dict, timeout: float | None = None):
         try:
-            resp = self.http.post(self.base_url + path, json=body, timeout=timeout or self.timeout)
+            resp = self.http.post(self.base_url + path, json=body, params=self._params(),
+                                  timeout=timeout or self.timeout)
         except requests.RequestException as exc:
             raise EngineUnavailable(f"{path}: {type(exc).__name__}") from exc
         if resp.status_code >= 300:
@@ -74,7 +84,7 @@ class RasaEngine:
     def replies_for(self, sender: str, message_id: int) -> list[dict] | None:
         try:
             resp = self.http.get(f"{self.base_url}/conversations/{sender}/tracker",
-                                 params={"include_events": "ALL"}, timeout=self.timeout)
+                                 params=self._params({"include_events": "ALL"}), timeout=self.timeout)
         except requests.RequestException as exc:
             raise EngineUnavailable(f"tracker: {type(exc).__name__}") from exc
         if resp.status_code >= 300:
@@ -102,7 +112,7 @@ class RasaEngine:
 
     def ready(self) -> bool:
         try:
-            resp = self.http.get(self.base_url + "/status", timeout=min(self.timeout, 3.0))
+            resp = self.http.get(self.base_url + "/status", params=self._params(), timeout=min(self.timeout, 3.0))
             return resp.ok and bool(resp.json().get("model_file"))
         except (requests.RequestException, ValueError):
             return False

@@ -2,8 +2,13 @@
 
 Only what is outside GSM-7 is replaced: é è à ù ì ò stay (they are in the alphabet and
 carry meaning in French), ê becomes e, ɛ becomes e, curly quotes become straight ones.
+
+What is never text is dropped first (``safe_text``): control characters a reporter may
+type and see echoed back, which would make a TwiML reply invalid XML (the provider then
+rejects the whole reply) or be read by a handset as GSM-7's escape to the extension table.
 """
 
+import re
 import unicodedata
 
 # GSM 03.38 basic character set and the extension table (each extension char costs 2).
@@ -18,6 +23,19 @@ REPLACEMENTS = {
     "‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "«": '"', "»": '"',
     "–": "-", "—": "-", "…": "...", "\u00a0": " ", "\t": " ", "ç": "c",
 }
+
+
+# Never text: C0 controls except \t \n \r (ESC included: in GSM-7 it only switches to the
+# extension table; \f: XML 1.0 cannot carry it), DEL and the C1 controls, lone surrogates,
+# and the noncharacters (U+FDD0..U+FDEF, U+FFFE and U+FFFF of every plane).
+UNSAFE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff"
+    + "".join(f"{chr(plane << 16 | 0xFFFE)}{chr(plane << 16 | 0xFFFF)}" for plane in range(1, 17)) + "]")
+
+
+def safe_text(text: str) -> str:
+    """The text without the characters that XML 1.0 or an SMS cannot carry as text."""
+    return UNSAFE.sub("", text)
 
 
 def is_gsm7(text: str) -> bool:
@@ -38,9 +56,9 @@ def segments(text: str) -> int:
 
 
 def to_gsm7(text: str) -> str:
-    """Replace only the characters outside GSM-7, keeping é è à ù ì ò."""
+    """Replace only the characters outside GSM-7, keeping é è à ù ì ò; drop control characters."""
     out = []
-    for ch in text:
+    for ch in safe_text(text):
         if ch in BASIC or ch in EXTENSION:
             out.append(ch)
         elif ch in REPLACEMENTS:

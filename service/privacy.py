@@ -2,6 +2,12 @@
 
 The HMAC secret and the encryption key live outside the database (derived from
 SECRET_KEY unless given), so a copy of the database alone reveals no number.
+
+Both can be rotated without losing anyone: REPORTER_KEY_SECRET and PHONE_ENCRYPTION_KEY
+hold comma-separated values, newest first. New keys and new tokens use the newest; a
+number is looked up under every key and decrypted with every key. The values derived from
+SECRET_KEY always come last, so moving from the derived defaults to explicit secrets is a
+rotation like any other (see service/keys.py and docs/DEPLOY.md).
 """
 
 from __future__ import annotations
@@ -51,17 +57,21 @@ def derive(secret: str, info: str) -> bytes:
     return hkdf.derive(secret.encode())
 
 
+def secrets_list(value: str | None) -> list[str]:
+    """The comma-separated secrets of a setting, newest first."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
 class Identity:
     """Reporter keys and number encryption, configured once per application."""
 
     def __init__(self, secret_key: str, reporter_key_secret: str | None = None,
                  phone_encryption_key: str | None = None, retention_days: int = 90):
-        self._hmac_key = reporter_key_secret.encode() if reporter_key_secret else derive(secret_key, "reporter-key")
-        if phone_encryption_key:
-            keys = [Fernet(k.strip()) for k in phone_encryption_key.split(",") if k.strip()]
-        else:
-            keys = [Fernet(base64.urlsafe_b64encode(derive(secret_key, "phone-encryption")))]
-        self._fernet = MultiFernet(keys)
+        hmac_keys = [s.encode() for s in secrets_list(reporter_key_secret)] + [derive(secret_key, "reporter-key")]
+        self._hmac_keys = list(dict.fromkeys(hmac_keys))  # newest first, each once
+        fernet_keys = secrets_list(phone_encryption_key) + [
+            base64.urlsafe_b64encode(derive(secret_key, "phone-encryption")).decode()]
+        self._fernet = MultiFernet([Fernet(k) for k in dict.fromkeys(fernet_keys)])
         self.retention = timedelta(days=retention_days)
 
     @classmethod
@@ -70,8 +80,14 @@ class Identity:
                    config.get("PHONE_ENCRYPTION_KEY"), int(config.get("PHONE_RETENTION_DAYS", 90)))
 
     def key(self, number: str) -> str:
-        """HMAC-SHA256 hex of the E.164 number: stable, and useless without the secret."""
-        return hmac.new(self._hmac_key, normalise(number).encode(), hashlib.sha256).hexdigest()
+        """HMAC-SHA256 hex of the E.164 number under the newest secret: stable, and useless
+        without the secret."""
+        return self.keys(number)[0]
+
+    def keys(self, number: str) -> list[str]:
+        """The number's key under every configured secret, newest first."""
+        e164 = normalise(number).encode()
+        return [hmac.new(secret, e164, hashlib.sha256).hexdigest() for secret in self._hmac_keys]
 
     def encrypt(self, number: str) -> str:
         return self._fernet.encrypt(normalise(number).encode()).decode()
@@ -82,6 +98,25 @@ class Identity:
             return None
         try:
             return self._fernet.decrypt(token.encode()).decode()
+        except InvalidToken:
+            return None
+
+    def decrypt_unexpired(self, token: str | None, expires_at: datetime | None,
+                          now: datetime | None = None) -> str | None:
+        """The number unless it is past its retention: an expired number is never decrypted."""
+        if expires_at is not None:
+            expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=timezone.utc)
+            if expires_at <= (now or datetime.now(timezone.utc)):
+                return None
+        return self.decrypt(token)
+
+    def reencrypt(self, token: str | None) -> str | None:
+        """The token encrypted again under the newest key (its time kept), or None if no
+        configured key opens it."""
+        if not token:
+            return None
+        try:
+            return self._fernet.rotate(token.encode()).decode()
         except InvalidToken:
             return None
 

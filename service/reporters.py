@@ -1,10 +1,13 @@
 """Reporters: found or created by keyed hash, their number kept encrypted and expiring.
 
 Opt-out lives here (not in Rasa) so that STOP is honoured even when the engine is down.
+A number is looked up under every configured reporter key; found under an older one, the
+same row is re-keyed to the newest (opt-out, language and history stay with it).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select
@@ -14,9 +17,42 @@ from sqlalchemy.orm import Session
 from service.models import Conversation, Reporter, utcnow
 from service.privacy import Identity
 
+log = logging.getLogger(__name__)
+
 
 def find(session: Session, identity: Identity, number: str) -> Reporter | None:
-    return session.scalar(select(Reporter).where(Reporter.key == identity.key(number)))
+    """The reporter behind a number, under the newest key or an older one (then re-keyed)."""
+    keys = identity.keys(number)
+    rows = {r.key: r for r in session.scalars(select(Reporter).where(Reporter.key.in_(keys)))}
+    if not rows:
+        return None
+    if keys[0] in rows:
+        if len(rows) > 1:  # an older secret was dropped, then put back: keep the current row
+            log.warning("reporter %s also exists under an older key; left as is", rows[keys[0]].id)
+        return rows[keys[0]]
+    reporter = next(rows[k] for k in keys if k in rows)
+    reporter.key = keys[0]
+    session.flush()
+    return reporter
+
+
+def rekey(session: Session, identity: Identity, reporter: Reporter, number: str) -> bool:
+    """Give a reporter the newest key of their number; False if it is already theirs or
+    another row holds it."""
+    key = identity.key(number)
+    if reporter.key == key:
+        return False
+    if session.scalar(select(Reporter.id).where(Reporter.key == key, Reporter.id != reporter.id)) is not None:
+        log.warning("reporter %s: the newest key is held by another row; left as is", reporter.id)
+        return False
+    reporter.key = key
+    session.flush()
+    return True
+
+
+def number_for_sending(identity: Identity, reporter: Reporter, now: datetime | None = None) -> str | None:
+    """The reporter's number, unless it is past its retention (then it is never decrypted)."""
+    return identity.decrypt_unexpired(reporter.phone_encrypted, aware(reporter.phone_expires_at), now)
 
 
 def seen(session: Session, identity: Identity, number: str) -> Reporter:
@@ -26,7 +62,7 @@ def seen(session: Session, identity: Identity, number: str) -> Reporter:
     reads the winner's row.
     """
     key = identity.key(number)
-    reporter = session.scalar(select(Reporter).where(Reporter.key == key))
+    reporter = find(session, identity, number)
     if reporter is None:
         reporter = Reporter(key=key, opted_out=False)
         try:

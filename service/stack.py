@@ -66,9 +66,13 @@ def child_env(**extra: str) -> dict:
     return env
 
 
-def start_rasa(model: Path, endpoints: Path, port: int, log_path: Path, env: dict | None = None) -> subprocess.Popen:
+def start_rasa(model: Path, endpoints: Path, port: int, log_path: Path, env: dict | None = None,
+               token: str | None = None) -> subprocess.Popen:
+    """Rasa on a loopback port; with `token`, its HTTP API wants it (``?token=``, RASA_TOKEN)."""
     cmd = [str(rasa_project.rasa_bin()), "run", "--enable-api", "-i", "127.0.0.1", "-p", str(port),
            "-m", str(model), "--endpoints", str(endpoints), "--cors", "[]"]
+    if token:
+        cmd += ["--auth-token", token]
     return _spawn(cmd, log_path, env)
 
 

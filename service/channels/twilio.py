@@ -16,6 +16,7 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 from twilio.twiml.messaging_response import MessagingResponse
 
+from bot.gsm7 import safe_text
 from service.channels.base import BadRequest, Channel, InboundMessage, SendError, StatusUpdate
 from service.privacy import InvalidNumber, normalise
 
@@ -74,9 +75,11 @@ class TwilioChannel(Channel):
                               raw=form.to_dict())
 
     def reply(self, texts: list[str]) -> Response:
+        """TwiML with one <Message> per text; a control character would make the XML
+        invalid and Twilio would drop every message of the reply, so none gets through."""
         twiml = MessagingResponse()
         for text in texts:
-            twiml.message(text)
+            twiml.message(safe_text(text))
         return Response(str(twiml), mimetype="text/xml")
 
     def send(self, to: str, body: str, status_callback_url: str | None = None) -> str:
