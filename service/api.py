@@ -9,14 +9,14 @@ import hmac
 from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from bot.categories import BY_CODE
 from bot.engine import EngineUnavailable
 from bot.understanding import understand
-from service import alerts
+from service import alerts, health
 from service.db import get_session
-from service.models import Alert, Place
+from service.models import Alert, Message, Place
 
 bp = Blueprint("api", __name__)
 MAX_TEXT = 2000
@@ -99,25 +99,35 @@ def livez():
 
 @bp.get("/healthz")
 def healthz():
-    checks = {"database": _check_database(), "redis": _check_redis(),
-              "rasa": "ok" if current_app.extensions["engine"].ready() else "down"}
-    healthy = all(v == "ok" for v in checks.values())
+    checks = {"database": health.database(get_session()), "redis": health.redis_state(current_app.extensions["redis"]),
+              "rasa": "ok" if current_app.extensions["engine"].ready() else "down",
+              "actions": health.actions(current_app.config.get("ACTIONS_URL"))}
+    healthy = all(v in ("ok", "unchecked") for v in checks.values())
     return jsonify({"status": "ok" if healthy else "degraded", **checks}), 200 if healthy else 503
 
 
-def _check_database() -> str:
-    try:
-        get_session().execute(text("SELECT 1"))
-        return "ok"
-    except Exception:
-        current_app.logger.warning("health: database down", exc_info=True)
-        return "down"
+MESSAGE_STATUSES = ("received", "pending", "processed", "failed")
 
 
-def _check_redis() -> str:
+@bp.get("/api/v1/messages")
+def list_messages():
+    """Inbound messages by status (operators look at `failed` ones): never a number."""
+    status = request.args.get("status", "failed")
+    if status not in MESSAGE_STATUSES:
+        return _error(400, f"status must be one of {', '.join(MESSAGE_STATUSES)}")
     try:
-        current_app.extensions["redis"].ping()
-        return "ok"
-    except Exception:
-        current_app.logger.warning("health: redis down")
-        return "down"
+        limit = min(max(int(request.args.get("limit", 100)), 1), PAGE_MAX)
+    except ValueError:
+        return _error(400, "limit must be a number")
+    rows = get_session().scalars(select(Message).where(Message.direction == "in", Message.status == status)
+                                 .order_by(Message.id.desc()).limit(limit)).all()
+    return jsonify({"messages": [{
+        "id": m.id, "status": m.status, "body": m.body, "received_at": _iso(m.created_at),
+        "failure_reason": m.failure_reason, "attempts": m.attempts, "language": m.language,
+        "channel": m.channel} for m in rows]})
+
+
+def _iso(value):
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()

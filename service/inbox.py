@@ -1,7 +1,13 @@
-"""An inbound SMS from storage to reply: store first, once; then one sender at a time.
+"""An inbound message from arrival to reply: stored first, once; then one sender at a time.
 
-The web request and the retry job share ``process``: under the reporter's lock, it takes
-that reporter's unprocessed messages in arrival order and gives each one engine turn.
+The webhook stores the message (or, with the database down, spools it to disk) and
+answers within its budget whatever happens: with the reply when the engine answered in
+time, else with "received" while the message waits, pending, for a job. Jobs process a
+reporter's waiting messages in arrival order under the reporter's lock, a few at a time
+and at a bounded pace, so one busy phone never holds up the others. A message whose
+turn keeps failing is marked failed after MAX_ATTEMPTS, and the reporter's later
+messages go on; a failure caused by an outage (Rasa or the action server down) is not
+counted against the message.
 """
 
 from __future__ import annotations
@@ -10,28 +16,34 @@ import logging
 import time
 from dataclasses import dataclass
 
+import redis
 from flask import current_app
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from bot import keywords, messages
 from bot.engine import EngineUnavailable, forced_intent
+from bot.language import choose as choose_language
 from bot.languages import DEFAULT_LANGUAGE
 from bot.understanding import for_nlu
-from service import jobs, locks, outbox, reporters
-from service.channels.base import InboundMessage
+from service import health, locks, outbox, queue, rate, reporters, spool
+from service.channels.base import InboundMessage, SendError
 from service.db import get_session
 from service.models import Message, Reporter, utcnow
-
-try:  # written alongside this module; French until it exists
-    from bot.language import choose as choose_language
-except ImportError:  # pragma: no cover
-    choose_language = None
 
 log = logging.getLogger(__name__)
 MAX_PROCESSED = 1600  # Twilio's longest concatenated SMS; longer bodies are stored whole
 UNPROCESSED = ("received", "pending")
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+MARGIN = 1.0  # s of the webhook's budget kept for storing and answering after the turn
+BATCH = 3  # messages a job processes for one reporter before letting others' jobs run
+BACKOFF = [5, 15, 30, 60, 120, 300]  # s before the next try of a failing message
+
+
+class Taken(Exception):
+    """Another process claimed this message's turn first."""
 
 
 @dataclass
@@ -55,6 +67,29 @@ class Services:
     def status_callback_url(self) -> str:
         return self.config["PUBLIC_BASE_URL"].rstrip("/") + "/webhooks/twilio/status"
 
+    def mark_ttl(self) -> int:
+        """How long a reporter's "job queued" mark lives: a few sweeps."""
+        return int(3 * self.config["SWEEP_INTERVAL"] + 10)
+
+
+@dataclass
+class Outcome:
+    """What a job's pass over one reporter left: more to do now, or after `wait` seconds."""
+
+    processed: int = 0
+    more: bool = False
+    wait: float = 0.0
+
+
+class Deadline:
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+
+# --- the webhook ---------------------------------------------------------------------
 
 def store(svc: Services, inbound: InboundMessage) -> tuple[Reporter, Message] | None:
     """Commit the message before anything else; None if this provider id was seen already.
@@ -80,91 +115,225 @@ def store(svc: Services, inbound: InboundMessage) -> tuple[Reporter, Message] | 
 
 def receive(svc: Services, inbound: InboundMessage) -> list[str] | None:
     """Store and answer one webhook: the texts of the reply, or None for a duplicate."""
-    stored = store(svc, inbound)
+    deadline = Deadline(svc.config["WEBHOOK_BUDGET"])
+    try:
+        stored = store(svc, inbound)
+    except DATABASE_DOWN as exc:
+        return [_spool(svc, inbound, exc)]
     if stored is None:
         log.info("duplicate delivery of %s ignored", inbound.provider_id)
         return None
     reporter, message = stored
+    import_spool(svc, limit=10)
+    try:
+        return _answer(svc, reporter.id, message.id, deadline)
+    except (locks.Busy, locks.Unavailable, EngineUnavailable, Taken, redis.RedisError) as exc:
+        log.info("message %s kept for later: %s", message.id, type(exc).__name__)
+        reason = exc
+    except Exception as exc:  # noqa: BLE001 - stored and committed: whatever broke, it is retried, not lost
+        log.exception("message %s kept for later after an error", message.id)
+        reason = exc
+    return [postpone(svc, reporter.id, message.id, reason)]
+
+
+def _answer(svc: Services, reporter_id: int, message_id: int, deadline: Deadline) -> list[str]:
+    session, config = svc.session, svc.config
+    message, reporter = session.get(Message, message_id), session.get(Reporter, reporter_id)
     command = keywords.match(message.body)
     if command is not None and command.intent in (keywords.OPT_OUT, keywords.OPT_IN):
         # no lock, no engine: an opt-out must work when Redis and Rasa are down
-        reply = turn(svc, reporter, message, via_twiml=True)
-        return [reply.body] if reply is not None and reply.status == "sent" else []
+        return _hand_over(svc, turn(svc, reporter, message, timeout=min(2.0, deadline.left())))
+    if not rate.allow(svc.redis, reporter_id, config["SENDER_RATE"]):
+        postpone(svc, reporter_id, message_id)
+        return []  # a flood: everything is kept, answered at the sender's pace
+    wait = min(config["LOCK_WAIT"], deadline.left())
+    with locks.holding(svc.redis, reporter_id, config["LOCK_TIMEOUT"], wait):
+        # under the lock nobody else serves this reporter: older messages still waiting
+        # are a job's to answer first, in order
+        earlier = _earlier_waiting(session, reporter_id, message_id)
+        reply = None if earlier else turn(svc, reporter, message, timeout=deadline.left() - MARGIN)
+    return [postpone(svc, reporter_id, message_id)] if earlier else _hand_over(svc, reply)
+
+
+def _hand_over(svc: Services, reply: Message | None) -> list[str]:
+    """Give the reply in the webhook's answer; it is recorded as handed, not delivered."""
+    if reply is None or reply.status != "queued":
+        return []
+    return [reply.body] if outbox.hand_over(svc.session, reply.id) else []
+
+
+def _spool(svc: Services, inbound: InboundMessage, exc: Exception) -> str:
+    log.error("database down (%s): message %s spooled to disk", type(exc).__name__, inbound.provider_id)
     try:
-        with locks.holding(svc.redis, reporter.id, svc.config["LOCK_TIMEOUT"], svc.config["LOCK_WAIT"]) as lock:
-            return process(svc, reporter.id, current=message.id, lock=lock) or []  # a job answered it
-    except (locks.Busy, locks.Unavailable, EngineUnavailable) as exc:
-        log.info("message %s kept for later: %s", message.id, type(exc).__name__)
-        return [postpone(svc, reporter.id, message.id)]
+        svc.session.rollback()
+    except SQLAlchemyError:
+        pass  # the connection is gone; the session is discarded at teardown
+    spool.write(svc.config["SPOOL_DIR"], svc.identity, svc.channel.name, inbound)
+    return messages.render("received", _guess_language(inbound.body))
 
 
-def postpone(svc: Services, reporter_id: int, message_id: int) -> str:
-    """Mark a message pending, queue its processing, and say "received" in their language."""
-    session = svc.session
-    session.rollback()
-    message, reporter = session.get(Message, message_id), session.get(Reporter, reporter_id)
-    if message.status in UNPROCESSED:
-        message.status = "pending"
-    session.commit()
-    jobs.enqueue_pending(svc, reporter_id)
-    return messages.render("received", reply_language(session, reporter, message.body))
+def import_spool(svc: Services, limit: int | None = None) -> int:
+    """Store what was spooled during a database outage; returns how many were stored."""
+    stored = 0
+    for path in spool.pending(svc.config["SPOOL_DIR"], limit):
+        record = spool.read(path, svc.identity)
+        if record is None:
+            continue
+        provider, inbound = record
+        if provider != svc.channel.name:
+            continue  # another channel's process imports it
+        try:
+            result = store(svc, inbound)
+        except DATABASE_DOWN:
+            svc.session.rollback()
+            return stored  # still down: keep the files
+        spool.remove(path)
+        if result is not None:
+            stored += 1
+            queue.schedule_pending(svc.redis, svc.queue, result[0].id, mark_ttl=svc.mark_ttl())
+    if stored:
+        log.info("imported %s spooled messages", stored)
+    return stored
 
 
-def process(svc: Services, reporter_id: int, current: int | None = None, lock=None) -> list[str] | None:
-    """Give each unprocessed message of a reporter its turn, oldest first (hold the lock).
+def postpone(svc: Services, reporter_id: int, message_id: int, reason: Exception | None = None) -> str:
+    """Keep a message pending, queue its processing, and say "received" in their language.
 
-    Replies to older messages are sent through the channel; the current message's reply
-    is returned for the webhook's answer (None: there was nothing to process).
-    EngineUnavailable propagates and leaves the rest pending.
+    Best effort past the commit: if this fails too, the row is still stored as received
+    and the sweep finds it.
     """
     session = svc.session
-    reporter = session.get(Reporter, reporter_id)
-    query = select(Message).where(Message.reporter_id == reporter_id, Message.direction == "in",
-                                  Message.status.in_(UNPROCESSED))
-    if current is not None:
-        query = query.where(Message.id <= current)
-    texts, later = [], []
-    rows = session.scalars(query.order_by(Message.id)).all()
-    if not rows:
-        return None
-    for message in rows:
-        reply = turn(svc, reporter, message, via_twiml=message.id == current)
-        if reply is not None and message.id == current and reply.status == "sent":
-            texts.append(reply.body)
-        elif reply is not None and reply.status == "queued":
-            later.append(reply.id)
-        if lock is not None:
-            lock.reacquire()
-    for message_id in later:
-        jobs.dispatch(svc, message_id, inline=current is None)
-    return texts
+    try:
+        session.rollback()
+        message, reporter = session.get(Message, message_id), session.get(Reporter, reporter_id)
+        if message.status in UNPROCESSED:
+            message.status = "pending"
+            if reason is not None:
+                message.failure_reason = f"{type(reason).__name__}: {reason}"[:200]
+        session.commit()
+        for reply in _queued_replies(session, message_id):  # processed, but its answer never left
+            queue.enqueue_send(svc.queue, reply)
+        queue.schedule_pending(svc.redis, svc.queue, reporter_id, mark_ttl=svc.mark_ttl())
+        return messages.render("received", reply_language(session, reporter, message.body))
+    except SQLAlchemyError:
+        log.exception("message %s: could not mark it pending; the sweep will", message_id)
+        session.rollback()
+        return messages.render("received", DEFAULT_LANGUAGE)
 
 
-def turn(svc: Services, reporter: Reporter, message: Message, via_twiml: bool) -> Message | None:
-    """One message, one engine turn, one stored reply (None when the engine says nothing)."""
+def _earlier_waiting(session: Session, reporter_id: int, message_id: int) -> bool:
+    return session.scalar(select(Message.id).where(
+        Message.reporter_id == reporter_id, Message.direction == "in", Message.status.in_(UNPROCESSED),
+        Message.id < message_id).limit(1)) is not None
+
+
+def _queued_replies(session: Session, message_id: int) -> list[int]:
+    return list(session.scalars(select(Message.id).where(Message.reply_to_id == message_id,
+                                                         Message.status == "queued")))
+
+
+# --- jobs ----------------------------------------------------------------------------
+
+def process(svc: Services, reporter_id: int, lock=None, batch: int = BATCH) -> Outcome:
+    """Give a reporter's waiting messages their turns, oldest first (hold the lock).
+
+    Replies are sent through the channel. Stops after `batch` messages (more=True), at
+    the sender's rate limit, or at a failure (wait=the back-off before the next try).
+    """
     session, config = svc.session, svc.config
+    rows = session.scalars(select(Message).where(
+        Message.reporter_id == reporter_id, Message.direction == "in", Message.status.in_(UNPROCESSED))
+        .order_by(Message.id).limit(batch + 1)).all()
+    outcome = Outcome(more=len(rows) > batch)
+    for message in rows[:batch]:
+        if message.attempts >= config["MAX_ATTEMPTS"]:
+            _give_up(session, message)
+            continue
+        if not rate.allow(svc.redis, reporter_id, config["SENDER_RATE"]):
+            return Outcome(outcome.processed, True, rate.until_next_window())
+        try:
+            reply = turn(svc, session.get(Reporter, reporter_id), message, timeout=config["RASA_TIMEOUT"])
+        except Taken:
+            return Outcome(outcome.processed, False, 0)
+        except Exception as exc:  # noqa: BLE001 - recorded on the message and retried, bounded
+            return Outcome(outcome.processed, True, _failed_turn(svc, message.id, exc))
+        outcome.processed += 1
+        if reply is not None and reply.status == "queued":
+            _send_now(svc, reply.id)
+        if lock is not None:
+            lock.reacquire()  # raises if it expired: another process may now hold it
+    return outcome
+
+
+def _failed_turn(svc: Services, message_id: int, exc: Exception) -> float:
+    """Record why a turn failed; an outage is not the message's fault and is not counted."""
+    session = svc.session
+    session.rollback()
+    outage = isinstance(exc, (EngineUnavailable, redis.RedisError)) and \
+        health.engine_outage(svc.engine, svc.config.get("ACTIONS_URL"))
+    if isinstance(exc, EngineUnavailable):
+        log.info("message %s not answered yet: %s", message_id, exc)
+    else:
+        log.exception("message %s: turn failed", message_id)
+    message = session.get(Message, message_id)
+    message.status = "pending"
+    message.failure_reason = f"{type(exc).__name__}: {exc}"[:200]
+    if outage and message.attempts > 0:
+        message.attempts -= 1
+    session.commit()
+    return BACKOFF[min(message.attempts, len(BACKOFF) - 1)]
+
+
+def _give_up(session: Session, message: Message) -> None:
+    message.status, message.processed_at = "failed", utcnow()
+    message.failure_reason = (message.failure_reason or "no answer")[:160] + \
+        f" (after {message.attempts} attempts)"
+    session.commit()
+    log.warning("message %s failed after %s attempts", message.id, message.attempts)
+
+
+def _send_now(svc: Services, message_id: int) -> None:
+    try:
+        outbox.send(svc.session, message_id, svc.channel, svc.identity, svc.status_callback_url(),
+                    svc.config["MAX_SEND_ATTEMPTS"])
+    except SendError as exc:  # left queued: its own job retries it
+        log.warning("message %s not sent yet: %s", message_id, exc)
+        queue.enqueue_send(svc.queue, message_id)
+
+
+def waiting(session: Session, reporter_id: int) -> bool:
+    return session.scalar(select(Message.id).where(
+        Message.reporter_id == reporter_id, Message.direction == "in",
+        Message.status.in_(UNPROCESSED)).limit(1)) is not None
+
+
+# --- one turn ------------------------------------------------------------------------
+
+def turn(svc: Services, reporter: Reporter, message: Message, timeout: float | None = None) -> Message | None:
+    """One message, one engine turn, one stored reply, queued (None: nothing to say)."""
+    session, config = svc.session, svc.config
+    reporter = outbox.current(session, reporter.id)  # a STOP committed meanwhile counts
     conversation = reporters.conversation(session, reporter, config["CONVERSATION_TIMEOUT"])
     message.conversation_id = conversation.id
     text = (message.body or "")[:MAX_PROCESSED]
-    payloads = _command(svc, reporter, message, text)
+    payloads = _command(svc, reporter, message, text, timeout)
     if payloads is None:
-        payloads = _converse(svc, reporter, message, conversation, text)
+        payloads = _converse(svc, reporter, message, conversation, text, timeout)
     default = reply_language(session, reporter, text, conversation)
     body = "\n".join(t for t in (messages.render_payload(p, default) for p in payloads) if t)
     langs = [p.get("lang") for p in payloads if p.get("lang")]
     conversation.language = langs[-1] if langs else conversation.language or default
     conversation.last_activity_at = message.processed_at = utcnow()
-    message.status, message.language = "processed", conversation.language
+    message.status, message.language, message.failure_reason = "processed", conversation.language, None
     reply = None
     if body:
         reply = outbox.record(session, reporter, body, reply_to=message, language=conversation.language,
-                              conversation_id=conversation.id, status="sent" if via_twiml else "queued",
-                              provider=svc.channel.name)
+                              conversation_id=conversation.id, provider=svc.channel.name)
     session.commit()
     return reply
 
 
-def _command(svc: Services, reporter: Reporter, message: Message, text: str) -> list[dict] | None:
+def _command(svc: Services, reporter: Reporter, message: Message, text: str, timeout) -> list[dict] | None:
     """Payloads for STOP/START (answered here), or None to ask the engine."""
     command = keywords.match(text)
     if command is None:
@@ -172,8 +341,10 @@ def _command(svc: Services, reporter: Reporter, message: Message, text: str) -> 
     lang = reply_language(svc.session, reporter, text)
     if command.intent == keywords.OPT_OUT:
         reporters.opt_out(svc.session, reporter)
+        svc.session.commit()  # at once: sends decided from now on see it
         try:
-            svc.engine.converse(reporter.key, "/restart", {"message_id": message.id, "channel": "sms"})
+            svc.engine.converse(reporter.key, "/restart", {"message_id": message.id, "channel": "sms"},
+                                timeout=timeout or None)
         except EngineUnavailable:
             log.info("engine down: conversation of reporter %s not restarted", reporter.id)
         return [{"msg": "opted_out", "lang": lang}]
@@ -183,7 +354,8 @@ def _command(svc: Services, reporter: Reporter, message: Message, text: str) -> 
     return None
 
 
-def _converse(svc: Services, reporter: Reporter, message: Message, conversation, text: str) -> list[dict]:
+def _converse(svc: Services, reporter: Reporter, message: Message, conversation, text: str,
+              timeout: float | None) -> list[dict]:
     """Ask the engine, counting the attempt first: a timed-out turn may still have run."""
     command = keywords.match(text)
     if command is not None and command.intent == keywords.HELP:
@@ -194,15 +366,25 @@ def _converse(svc: Services, reporter: Reporter, message: Message, conversation,
     else:  # what Rasa reads: no accents, no forced "/intent" from a reporter, bounded
         text = for_nlu(text)
     retry = message.attempts > 0
-    message.attempts += 1
+    claimed = svc.session.execute(update(Message).where(
+        Message.id == message.id, Message.attempts == message.attempts, Message.status.in_(UNPROCESSED))
+        .values(attempts=Message.attempts + 1))
     svc.session.commit()
+    if claimed.rowcount != 1:
+        raise Taken(message.id)
+    svc.session.refresh(message)
     if retry and hasattr(svc.engine, "replies_for"):
         earlier = _earlier_replies(svc.engine, reporter.key, message.id)
-        if earlier is not None:
+        if earlier:
             return earlier
     metadata = {"message_id": message.id, "channel": "sms", "received_at": reporters.aware(message.created_at)
                 .isoformat(), "language": reporter.language, "conversation_id": conversation.id}
-    return svc.engine.converse(reporter.key, text, metadata)
+    if timeout is not None and timeout <= 0:
+        raise EngineUnavailable("no time left in the webhook's budget")
+    payloads = svc.engine.converse(reporter.key, text, metadata, timeout=timeout)
+    if not payloads:  # every turn of this bot answers: nothing means an action failed
+        raise EngineUnavailable("empty answer (an action failed or the action server is down)")
+    return payloads
 
 
 def _earlier_replies(engine, sender: str, message_id: int, checks: int = 3, pause: float = 1.0):
@@ -210,7 +392,7 @@ def _earlier_replies(engine, sender: str, message_id: int, checks: int = 3, paus
     before concluding it never ran, so it is not played twice."""
     for attempt in range(checks):
         earlier = engine.replies_for(sender, message_id)
-        if earlier is not None or attempt == checks - 1:
+        if earlier or attempt == checks - 1:
             return earlier
         time.sleep(pause)
     return None
@@ -223,9 +405,12 @@ def reply_language(session: Session, reporter: Reporter, text: str = "", convers
     conversation = conversation or reporters.latest_conversation(session, reporter)
     if conversation is not None and conversation.language:
         return conversation.language
-    if choose_language is not None:
-        try:
-            return choose_language(text or "")
-        except Exception:  # detection must never cost a reply
-            log.exception("language detection failed")
-    return DEFAULT_LANGUAGE
+    return _guess_language(text)
+
+
+def _guess_language(text: str) -> str:
+    try:
+        return choose_language(text or "")
+    except Exception:  # noqa: BLE001 - detection must never cost a reply
+        log.exception("language detection failed")
+        return DEFAULT_LANGUAGE

@@ -24,6 +24,9 @@ class Unavailable(Exception):
     """Redis cannot be reached: no lock can be taken."""
 
 
+LockLost = LockNotOwnedError  # raised by reacquire() once the lock expired and may be another's
+
+
 def reporter_lock(connection: redis.Redis, reporter_id: int, timeout: float, wait: float) -> Lock:
     return Lock(connection, f"alerte:lock:reporter:{reporter_id}", timeout=timeout,
                 blocking_timeout=wait, thread_local=False)

@@ -1,24 +1,34 @@
-"""Every SMS we send passes here, and here alone we refuse to write to an opted-out person.
+"""Every message we send passes here, and here alone we refuse to write to an opted-out person.
 
 Opt-out stops what *we* initiate. Still allowed after STOP: the confirmation of the STOP
-itself, and the answers to messages the person writes to us afterwards.
+itself, and the answers to messages the person writes to us afterwards. The decision is
+taken on the reporter as the database has it at the moment of sending, never on a copy
+read earlier: a STOP committed a millisecond before wins.
+
+A send happens at most once. A row is claimed (queued -> sending) by one conditional
+update; a send whose outcome is unknown (the gateway may have taken it) stays "sending"
+until the provider's own record says whether it left; a claim left by a killed worker
+is recovered the same way. Where the gateway keeps no searchable record the message is
+failed with reason "unknown_outcome" for an operator, rather than sent twice.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot import keywords
 from bot.gsm7 import segments
-from service.channels.base import Channel, SendError
+from service.channels.base import Channel, LookupUnsupported, SendError
 from service.models import Message, Reporter, utcnow
 from service.privacy import Identity, mask
 from service.reporters import aware, opt_out
 
 log = logging.getLogger(__name__)
+OPTED_OUT_CODES = {"21610"}  # the person sent STOP to the carrier
 
 
 def allowed(reporter: Reporter, reply_to: Message | None) -> bool:
@@ -34,6 +44,12 @@ def allowed(reporter: Reporter, reply_to: Message | None) -> bool:
     return opted_out_at is not None and aware(reply_to.created_at) > opted_out_at
 
 
+def current(session: Session, reporter_id: int) -> Reporter | None:
+    """The reporter as committed now (not the copy this session may hold)."""
+    return session.scalar(select(Reporter).where(Reporter.id == reporter_id)
+                          .execution_options(populate_existing=True))
+
+
 def record(session: Session, reporter: Reporter, body: str, *, reply_to: Message | None = None,
            language: str | None = None, conversation_id: int | None = None, status: str = "queued",
            provider: str = "twilio") -> Message:
@@ -47,54 +63,125 @@ def record(session: Session, reporter: Reporter, body: str, *, reply_to: Message
     return message
 
 
+def hand_over(session: Session, message_id: int) -> bool:
+    """Mark a queued reply as given in the webhook's own answer; False: send it later.
+
+    Checked and claimed like a send, so a STOP that won the race suppresses it here.
+    """
+    message = session.get(Message, message_id)
+    reporter = current(session, message.reporter_id) if message and message.reporter_id else None
+    if message is None or reporter is None or message.status != "queued":
+        return False
+    reply_to = session.get(Message, message.reply_to_id) if message.reply_to_id else None
+    if not allowed(reporter, reply_to):
+        _finish(session, message, "suppressed")
+        return False
+    claimed = session.execute(update(Message).where(Message.id == message_id, Message.status == "queued")
+                              .values(status="handed", attempts=Message.attempts + 1, processed_at=utcnow()))
+    session.commit()
+    return claimed.rowcount == 1
+
+
 def send(session: Session, message_id: int, channel: Channel, identity: Identity,
-         status_callback_url: str | None) -> str:
+         status_callback_url: str | None, max_attempts: int = 6) -> str:
     """Hand one queued message to the gateway; returns its new status. Safe to repeat.
 
-    The row is claimed with a conditional update so two workers never send it twice;
-    a retryable failure puts it back to "queued" and re-raises for the job's retry.
+    A retryable refusal puts it back to "queued" and re-raises for the job's retry.
     """
     message = session.get(Message, message_id)
     if message is None or message.direction != "out":
         return "missing"
-    reporter = session.get(Reporter, message.reporter_id) if message.reporter_id else None
-    reply_to = session.get(Message, message.reply_to_id) if message.reply_to_id else None
     if message.status != "queued":
         return message.status
+    reporter = current(session, message.reporter_id) if message.reporter_id else None
+    reply_to = session.get(Message, message.reply_to_id) if message.reply_to_id else None
     if reporter is None or not allowed(reporter, reply_to):
         return _finish(session, message, "suppressed")
-    number = identity.decrypt(reporter.phone_encrypted)
+    if message.attempts >= max_attempts:
+        return _finish(session, message, "failed", "attempts", f"not sent after {message.attempts} attempts")
+    number = number_for_sending(identity, reporter)
     if number is None:
-        return _finish(session, message, "failed", "no_number")
+        return _finish(session, message, "failed", "no_number", "no phone number kept (expired or purged)")
+    claimed_at = utcnow()
     claimed = session.execute(update(Message).where(Message.id == message.id, Message.status == "queued")
-                              .values(status="sending", attempts=Message.attempts + 1))
+                              .values(status="sending", attempts=Message.attempts + 1, claimed_at=claimed_at))
     session.commit()
     if claimed.rowcount != 1:
         return "sending"
     try:
         provider_id = channel.send(number, message.body, status_callback_url)
     except SendError as exc:
+        if exc.unknown:
+            return _unknown(session, message, channel, number, claimed_at, exc)
         return _failed(session, message, reporter, exc)
-    message.provider, message.provider_id = channel.name, provider_id
-    message.processed_at = utcnow()
+    return _sent(session, message, channel, provider_id, number)
+
+
+def _sent(session: Session, message: Message, channel: Channel, provider_id: str, number: str) -> str:
+    session.execute(update(Message).where(Message.id == message.id, Message.status == "sending")
+                    .values(status="sent", provider=channel.name, provider_id=provider_id,
+                            processed_at=utcnow(), error_code=None))
     session.commit()
+    session.refresh(message)
     log.info("message %s sent to %s as %s", message.id, mask(number), provider_id)
     return message.status
 
 
+def _unknown(session, message, channel, number, since: datetime, exc: SendError) -> str:
+    """The gateway may have the message: ask it now; if it cannot say, the sweep asks later."""
+    message.error_code, message.failure_reason = "unknown", str(exc)[:200]
+    session.commit()
+    log.warning("message %s: outcome unknown (%s); checking the provider's record", message.id, exc)
+    return recover(session, message.id, channel, number, since)
+
+
+def recover(session: Session, message_id: int, channel: Channel, number: str | None, since: datetime) -> str:
+    """Settle a claimed send from the provider's record: sent, queued again, or failed."""
+    message = session.get(Message, message_id)
+    if message is None or message.status != "sending":
+        return message.status if message else "missing"
+    if number is None:
+        return _finish(session, message, "failed", "no_number", "no phone number kept (expired or purged)")
+    try:
+        provider_id = channel.find_sent(number, message.body, since - timedelta(minutes=2))
+    except LookupUnsupported:
+        return _finish(session, message, "failed", "unknown", "unknown_outcome: the gateway may have sent it")
+    except SendError as exc:
+        log.warning("message %s: provider's record unavailable (%s); left for the sweep", message.id, exc)
+        return "sending"
+    if provider_id is not None:
+        return _sent(session, message, channel, provider_id, number)
+    session.execute(update(Message).where(Message.id == message.id, Message.status == "sending")
+                    .values(status="queued"))  # never reached the provider: send again (bounded)
+    session.commit()
+    session.refresh(message)
+    return message.status
+
+
+def number_for_sending(identity: Identity, reporter: Reporter) -> str | None:
+    """The number, unless it is past its retention: an expired number is never decrypted."""
+    expires = aware(reporter.phone_expires_at)
+    if expires is not None and expires <= utcnow():
+        return None
+    return identity.decrypt(reporter.phone_encrypted)
+
+
 def _failed(session: Session, message: Message, reporter: Reporter, exc: SendError) -> str:
-    if exc.code == "21610":  # the person sent STOP to the carrier: honour it here too
+    if exc.code in OPTED_OUT_CODES:  # honour the carrier's STOP here too
         opt_out(session, reporter)
     if exc.retryable:
-        message.status, message.error_code = "queued", exc.code
+        message.status, message.error_code, message.failure_reason = "queued", exc.code, str(exc)[:200]
         session.commit()
         raise exc
     log.warning("message %s not sent: %s", message.id, exc)
-    return _finish(session, message, "failed", exc.code)
+    return _finish(session, message, "failed", exc.code, str(exc))
 
 
-def _finish(session: Session, message: Message, status: str, error_code: str | None = None) -> str:
+def _finish(session: Session, message: Message, status: str, error_code: str | None = None,
+            reason: str | None = None) -> str:
     message.status, message.error_code, message.processed_at = status, error_code, utcnow()
+    if reason:
+        message.failure_reason = reason[:200]
     session.commit()
     return status
 
@@ -103,3 +190,9 @@ def queued_ids(session: Session, older_than) -> list[int]:
     """Outbound messages still waiting for a send job (a lost job, Redis was down)."""
     return list(session.scalars(select(Message.id).where(
         Message.direction == "out", Message.status == "queued", Message.created_at < older_than)))
+
+
+def stale_claims(session: Session, claimed_before) -> list[Message]:
+    """Sends claimed long ago and never settled: the worker died, or the outcome is unknown."""
+    return list(session.scalars(select(Message).where(
+        Message.direction == "out", Message.status == "sending", Message.claimed_at < claimed_before)))

@@ -49,7 +49,7 @@ class FakeEngine:
         self.reply = lambda text, metadata: [{"text": f"Recu: {text}"}]
         self._lock = threading.Lock()
 
-    def converse(self, sender, text, metadata=None):
+    def converse(self, sender, text, metadata=None, timeout=None):
         if self.down:
             raise EngineUnavailable("fake engine is down")
         with self._lock:
@@ -131,13 +131,18 @@ def twilio_standin():
 
 
 @pytest.fixture
-def app_config(database_url, redis_url, engine, twilio_standin) -> dict:
+def spool_dir(tmp_path):
+    return tmp_path / "spool"
+
+
+@pytest.fixture
+def app_config(database_url, redis_url, engine, twilio_standin, spool_dir) -> dict:
     return {
         "ALERTE_ENV": "test", "TESTING": True, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
         "ENGINE": engine, "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
         "TWILIO_API_BASE": twilio_standin.url, "TWILIO_FROM": "+243990000000",
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL, "SECRET_KEY": "test-secret", "API_TOKEN": "test-api-token",
-        "LOCK_WAIT": 5.0,
+        "LOCK_WAIT": 5.0, "ACTIONS_URL": None, "SPOOL_DIR": str(spool_dir),
     }
 
 

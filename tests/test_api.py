@@ -107,7 +107,7 @@ def test_understand_says_when_the_model_is_down(client, engine):
 def test_health_reports_each_part(client, engine):
     body = client.get("/healthz").get_json()
     assert client.get("/healthz").status_code == 200
-    assert body == {"status": "ok", "database": "ok", "redis": "ok", "rasa": "ok"}
+    assert body == {"status": "ok", "database": "ok", "redis": "ok", "rasa": "ok", "actions": "unchecked"}
     engine.down = True
     response = client.get("/healthz")
     assert response.status_code == 503 and response.get_json()["rasa"] == "down"

@@ -10,14 +10,15 @@ from rq import Queue
 from sqlalchemy import select
 
 from bot import messages
-from service import jobs, outbox
+from service import jobs, outbox, scheduler
+from service import queue as queue_module
 from service.channels.base import SendError
 from service.models import Message, Reporter, utcnow
 from tests.conftest import OTHER_REPORTER, REPORTER, replies
 
 
 def _queue(redis_url) -> Queue:
-    return Queue(jobs.QUEUE, connection=redis.Redis.from_url(redis_url))
+    return Queue(queue_module.QUEUE, connection=redis.Redis.from_url(redis_url))
 
 
 def _messages(db, direction):
@@ -32,7 +33,7 @@ def test_messages_kept_while_the_engine_was_down_are_answered_by_sms_when_it_is_
     assert replies(text_in("wako na bunduki")) == [messages.render("received", "sw")]
     engine.down = False
 
-    jobs.work(app, burst=True)
+    scheduler.work(app, burst=True)
 
     assert engine.texts == ["wanamgambo wameingia kasindi", "wako na bunduki"]  # as Rasa reads them
     assert [m.status for m in _messages(db, "in")] == ["processed", "processed"]
@@ -40,18 +41,18 @@ def test_messages_kept_while_the_engine_was_down_are_answered_by_sms_when_it_is_
         (REPORTER, "Recu: wanamgambo wameingia kasindi"), (REPORTER, "Recu: wako na bunduki")]
     assert twilio_standin.sent[0].status_callback == "https://alerte.example.org/webhooks/twilio/status"
     out = _messages(db, "out")
-    assert [(o.status, o.provider_id) for o in out] == [("sending", s.sid) for s in twilio_standin.sent]
+    assert [(o.status, o.provider_id) for o in out] == [("sent", s.sid) for s in twilio_standin.sent]
 
     # the job runs again (a retry, the sweep): nothing is processed or sent twice
     _queue(redis_url).enqueue(jobs.process_pending, out[0].reporter_id)
-    jobs.work(app, burst=True)
+    scheduler.work(app, burst=True)
     assert len(engine.calls) == 2 and len(twilio_standin.sent) == 2 and len(_messages(db, "out")) == 2
 
 
 def test_a_job_finding_the_engine_still_down_fails_for_a_later_retry(app, text_in, db, engine, redis_url):
     engine.down = True
     text_in("Kuna vita")
-    jobs.work(app, burst=True)
+    scheduler.work(app, burst=True)
     [message] = _messages(db, "in")
     assert message.status == "pending"
     from rq.registry import ScheduledJobRegistry
@@ -72,8 +73,8 @@ def _queued_reply(db, number=REPORTER, body="Alerte: route Beni-Butembo dangereu
 
 def test_send_message_hands_the_sms_to_twilio_once(app, db, twilio_standin):
     reporter, message = _queued_reply(db)
-    assert jobs.send_message(message.id) == "sending"
-    assert jobs.send_message(message.id) == "sending"  # repeated job: no second SMS
+    assert jobs.send_message(message.id) == "sent"
+    assert jobs.send_message(message.id) == "sent"  # repeated job: no second SMS
     assert [(s.to, s.body) for s in twilio_standin.sent] == [(REPORTER, message.body)]
 
 
@@ -111,7 +112,7 @@ def test_a_twilio_outage_is_retried(app, db, twilio_standin):
     db.rollback()
     assert db.get(Message, message.id).status == "queued"  # the retry will send it
     del twilio_standin.errors[REPORTER]
-    assert jobs.send_message(message.id) == "sending"
+    assert jobs.send_message(message.id) == "sent"
 
 
 def test_the_sweep_picks_up_what_redis_being_down_left_behind(app, text_in, db, engine, redis_url):
@@ -123,6 +124,7 @@ def test_the_sweep_picks_up_what_redis_being_down_left_behind(app, text_in, db, 
     reporter, late = _queued_reply(db, OTHER_REPORTER)
     late.created_at = utcnow() - timedelta(minutes=5)
     db.commit()
-    assert jobs.sweep() == {"reporters": 1, "sends": 1, "abandoned": 0}
+    assert jobs.sweep() == {"spooled": 0, "reporters": 1, "sends": 1, "recovered": 0, "abandoned": 0,
+                            "purged": 0}
     assert sorted(j.func_name for j in _queue(redis_url).jobs) == [
         "service.jobs.process_pending", "service.jobs.send_message"]

@@ -65,14 +65,14 @@ def test_log_records_are_redacted_whoever_logs_them(caplog):
 
 
 def test_a_whole_conversation_leaves_no_number_in_logs_or_database(app, text_in, db, engine, caplog, twilio_standin):
-    from service import jobs
+    from service import scheduler
 
     with caplog.at_level(logging.DEBUG):
         text_in("SW", sender="0990000001")
         engine.down = True
         text_in("Wameshambulia Kasindi")
         engine.down = False
-        jobs.work(app, burst=True)
+        scheduler.work(app, burst=True)
         text_in("STOP")
     assert twilio_standin.sent  # a number really went to Twilio...
     assert "990000001" not in caplog.text  # ...and never into a log line

@@ -51,7 +51,7 @@ def test_a_signed_sms_gets_the_engines_reply_in_twiml(text_in, db, engine):
     inbound = db.scalar(select(Message).where(Message.direction == "in"))
     outbound = db.scalar(select(Message).where(Message.direction == "out"))
     assert inbound.status == "processed" and inbound.conversation_id is not None
-    assert outbound.reply_to_id == inbound.id and outbound.status == "sent" and outbound.segments == 1
+    assert outbound.reply_to_id == inbound.id and outbound.status == "handed" and outbound.segments == 1
     call = engine.calls[0]
     assert call["sender"] == db.get(Reporter, inbound.reporter_id).key
     assert call["metadata"]["message_id"] == inbound.id

@@ -9,7 +9,8 @@ from datetime import datetime
 from flask import Request, Response
 
 # Outbound statuses in the order they can only move forward; terminal ones share a rank.
-STATUS_RANK = {"queued": 0, "accepted": 0, "scheduled": 0, "sending": 1, "sent": 2,
+# "handed": given to the provider in the webhook's own answer (TwiML), not known delivered.
+STATUS_RANK = {"queued": 0, "accepted": 0, "scheduled": 0, "sending": 1, "sent": 2, "handed": 2,
                "delivered": 3, "undelivered": 3, "failed": 3, "canceled": 3, "suppressed": 3, "read": 4}
 
 
@@ -18,12 +19,21 @@ class BadRequest(ValueError):
 
 
 class SendError(RuntimeError):
-    """The gateway refused a message; `retryable` says whether trying later can help."""
+    """The gateway refused a message; `retryable` says whether trying later can help.
 
-    def __init__(self, code: str | int | None, retryable: bool, message: str = ""):
+    `unknown`: the request may have reached the gateway (a read timeout, a connection cut
+    after sending): the message may be on its way, so it must not be sent blindly again.
+    """
+
+    def __init__(self, code: str | int | None, retryable: bool, message: str = "", unknown: bool = False):
         super().__init__(message or f"send failed ({code})")
         self.code = None if code is None else str(code)
         self.retryable = retryable
+        self.unknown = unknown
+
+
+class LookupUnsupported(RuntimeError):
+    """The gateway keeps no record we can search for a message we may have sent."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,14 @@ class Channel(abc.ABC):
     @abc.abstractmethod
     def parse_status(self, request: Request) -> StatusUpdate:
         """A delivery receipt; raises BadRequest."""
+
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        """The gateway's id of this message if it took it after `since`, else None.
+
+        Used when a send's outcome is unknown; raises LookupUnsupported where the gateway
+        keeps no searchable record, SendError when it cannot be asked now.
+        """
+        raise LookupUnsupported(self.name)
 
 
 def moves_forward(current: str | None, new: str) -> bool:

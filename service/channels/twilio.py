@@ -25,6 +25,14 @@ API = "https://api.twilio.com"
 PERMANENT = {"21610", "21614", "21211", "21612", "21408"}
 
 
+def _never_connected(exc: Exception) -> bool:
+    """Whether the request certainly never left: refused or timed out while connecting."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    text = repr(exc)
+    return "NewConnectionError" in text or "Connection refused" in text
+
+
 class BaseUrlHttpClient(TwilioHttpClient):
     """Sends what the client addresses to api.twilio.com to another base URL instead."""
 
@@ -92,12 +100,30 @@ class TwilioChannel(Channel):
             params["status_callback"] = status_callback_url
         try:
             return self.client.messages.create(**params).sid
-        except TwilioRestException as exc:
+        except TwilioRestException as exc:  # Twilio answered: the message was not created
             code = str(exc.code) if exc.code else None
             retryable = code not in PERMANENT and (exc.status >= 500 or exc.status == 429)
             raise SendError(code or exc.status, retryable, f"twilio: HTTP {exc.status} code {code}") from None
+        except (requests.ConnectTimeout, requests.ConnectionError) as exc:
+            if _never_connected(exc):
+                raise SendError(None, True, f"twilio: {type(exc).__name__}") from None
+            raise SendError(None, True, f"twilio: {type(exc).__name__} after sending", unknown=True) from None
+        except (TwilioException, requests.RequestException) as exc:  # read timeout, cut answer
+            raise SendError(None, True, f"twilio: {type(exc).__name__}", unknown=True) from None
+
+    def find_sent(self, to: str, body: str, since: datetime) -> str | None:
+        """Twilio keeps every message: search the latest ones to this number for this body."""
+        try:
+            recent = self.client.messages.list(to=to, limit=50)
+        except TwilioRestException as exc:
+            raise SendError(exc.code or exc.status, True, f"twilio lookup: HTTP {exc.status}") from None
         except (TwilioException, requests.RequestException) as exc:
-            raise SendError(None, True, f"twilio: {type(exc).__name__}") from None
+            raise SendError(None, True, f"twilio lookup: {type(exc).__name__}") from None
+        for message in recent:
+            created = message.date_created
+            if message.body == body and (created is None or created >= since):
+                return message.sid
+        return None
 
     def parse_status(self, request: Request) -> StatusUpdate:
         form = request.form

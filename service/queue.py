@@ -1,0 +1,104 @@
+"""Redis and the RQ queue: connections, and the only place jobs are enqueued.
+
+Jobs are named by their dotted path, so the modules that enqueue them (the inbox, the
+outbox, the sweep) never import the jobs module, and the jobs may import them.
+Every job takes ids, never ORM objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import redis
+from rq import Queue, Retry
+from rq.job import Job, JobStatus
+
+from service import embedded_redis
+
+log = logging.getLogger(__name__)
+QUEUE = "alerte"
+PROCESS_PENDING = "service.jobs.process_pending"
+SEND_MESSAGE = "service.jobs.send_message"
+SWEEP = "service.jobs.sweep"
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
+SEND_RETRY = Retry(max=4, interval=[10, 60, 300, 900])  # bounded again by MAX_SEND_ATTEMPTS
+
+
+def connect(url: str, blocking: bool = False) -> redis.Redis:
+    """Short timeouts for the web (Redis down must not hang a webhook); none for BLPOP."""
+    if blocking:
+        return redis.Redis.from_url(url, health_check_interval=30)
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
+
+
+def init_app(app) -> None:
+    url = app.config.get("REDIS_URL") or embedded_redis.url()
+    app.config["REDIS_URL"] = url
+    app.extensions["redis"] = connect(url)
+    app.extensions["queue"] = Queue(QUEUE, connection=app.extensions["redis"])
+
+
+def _mark_key(reporter_id: int) -> str:
+    return f"alerte:pending-job:{reporter_id}"
+
+
+def schedule_pending(connection: redis.Redis, queue: Queue, reporter_id: int, *, delay: float = 0,
+                     mark_ttl: int = 300, again: bool = False) -> bool:
+    """Queue the processing of a reporter's pending messages once; False if Redis is down.
+
+    A mark per reporter keeps jobs from piling up: while a job is queued, waiting or
+    running, more messages of that reporter are simply found by it. `again` is for the
+    job re-queueing itself (it holds the mark). The mark expires, so a worker killed
+    mid-job blocks nothing for long: the sweep queues the reporter again.
+    """
+    try:
+        key = _mark_key(reporter_id)
+        if again:
+            connection.set(key, 1, ex=int(delay + mark_ttl))
+        elif not connection.set(key, 1, nx=True, ex=int(delay + mark_ttl)):
+            return True  # a queued, running or waiting job will see this message too
+        try:
+            if delay > 0:
+                queue.enqueue_in(timedelta(seconds=delay), PROCESS_PENDING, reporter_id, job_timeout=600)
+            else:
+                queue.enqueue(PROCESS_PENDING, reporter_id, job_timeout=600)
+        except redis.RedisError:
+            connection.delete(key)
+            raise
+        return True
+    except redis.RedisError:
+        log.warning("Redis down: reporter %s left pending for the sweep", reporter_id)
+        return False
+
+
+def refresh_mark(connection: redis.Redis, reporter_id: int, mark_ttl: int) -> None:
+    connection.set(_mark_key(reporter_id), 1, ex=mark_ttl)
+
+
+def clear_mark(connection: redis.Redis, reporter_id: int) -> None:
+    try:
+        connection.delete(_mark_key(reporter_id))
+    except redis.RedisError:
+        pass  # it expires by itself
+
+
+def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False) -> bool:
+    """Queue one send; False if Redis is down (the sweep will find the row queued).
+
+    `unless_waiting` (the sweep): leave a job that is queued or waiting for its retry
+    alone, so its retry count is not reset.
+    """
+    try:
+        if unless_waiting:
+            job = Job.fetch(f"send-{message_id}", connection=queue.connection) \
+                if queue.connection.exists(f"rq:job:send-{message_id}") else None
+            if job is not None and job.get_status(refresh=False) in WAITING:
+                return True
+        queue.enqueue(SEND_MESSAGE, message_id, retry=SEND_RETRY, job_id=f"send-{message_id}",
+                      job_timeout=120)
+        return True
+    except redis.RedisError:
+        log.warning("Redis down: message %s left queued for the sweep", message_id)
+        return False
+
