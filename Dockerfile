@@ -5,16 +5,16 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    ALERTE_ENV=production
 WORKDIR /app
 
-# Dependencies first, in their own layer: rebuilt only when pyproject.toml changes.
-COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && pip install --only-binary=:all: -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
+# Dependencies first, in their own layer: rebuilt only when the lock changes. Exactly the
+# versions and files of requirements/service.txt (`bash scripts/lock.sh` refreshes it).
+COPY requirements/service.txt requirements/service.txt
+RUN pip install --require-hashes --only-binary=:all: -r requirements/service.txt
 
+COPY pyproject.toml README.md ./
 COPY bot/ bot/
 COPY service/ service/
 COPY flows/ flows/
@@ -31,4 +31,8 @@ RUN pip install --no-deps -e . \
 
 USER alerte
 EXPOSE 8000 5055
+# Liveness of the web process (/livez answers 200 while it runs, whatever Rasa's state).
+# Another command (`alerte worker`, `alerte actions`) sets its own check or none.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=4).status != 200)"]
 CMD ["alerte", "web", "--bind", "0.0.0.0:8000"]

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the service needs, idempotently and quickly the second time:
 #   - system packages, only when something is missing (Debian/Ubuntu, as root or via sudo)
-#   - .venv       the service (Python 3.10-3.13), with `--tests` its test tools too
-#   - .venv-rasa  Rasa Open Source 3.6.21 in its own environment (Python 3.10, or 3.11
-#                 with pinned scientific packages: Rasa declares <3.11)
+#   - .venv       the service (Python 3.11, else 3.10-3.13) with its test tools, exactly
+#                 as locked in requirements/test.txt
+#   - .venv-rasa  Rasa Open Source 3.6.21 in its own environment, exactly as locked in
+#                 requirements/rasa.txt (Python 3.10, or 3.11 with pinned scientific
+#                 packages: Rasa declares <3.11)
 #   - the Rasa model, trained only when the flow, training data or config changed
+# An environment is reinstalled when its lock files change (`bash scripts/lock.sh`
+# refreshes them). `--tests` is accepted for scripts/test.sh: .venv always has the tests'
+# tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-EXTRAS="embedded"
-[[ "${1:-}" == "--tests" ]] && EXTRAS="embedded,test"
 export RASA_TELEMETRY_ENABLED=false PIP_DISABLE_PIP_VERSION_CHECK=1
 
 say() { printf '[setup] %s\n' "$*" >&2; }
@@ -40,34 +43,43 @@ apt_install() {
 if ! command -v cc >/dev/null || ! command -v make >/dev/null; then apt_install build-essential; fi
 if ! find_python 3.11 3.10 3.12 3.13 >/dev/null; then apt_install python3 python3-venv python3-dev; fi
 
-# 2. the service's environment
-PY=$(find_python 3.11 3.10 3.12 3.13 || find_python 3)
-stamp=$(sha256sum pyproject.toml | cut -c1-16)
-if [[ ! -x .venv/bin/python || "$(cat ".venv/.stamp-$EXTRAS" 2>/dev/null)" != "$stamp" ]]; then
-  say "service environment (.venv) with $PY"
-  [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+# 2. the service's environment: the locked dependencies (hash-checked), then the project
+#    itself (editable, so without dependencies: pip refuses editable installs in hash mode)
+PY=$(find_python 3.11 3.12 3.13 3.10 || find_python 3)  # the lock is made on 3.11 (numpy 2.4: 3.11+)
+stamp=$(cat requirements/test.txt pyproject.toml | sha256sum | cut -c1-16)
+if [[ ! -x .venv/bin/python || "$(cat .venv/.stamp 2>/dev/null)" != "$stamp" ]]; then
+  say "service environment (.venv) with $PY, from requirements/test.txt"
+  rm -rf .venv && "$PY" -m venv .venv  # afresh: nothing but the lock in it
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[$EXTRAS]"
-  echo "$stamp" > ".venv/.stamp-$EXTRAS"
+  .venv/bin/pip install -q --require-hashes -r requirements/test.txt
+  .venv/bin/pip install -q --no-deps -e .
+  echo "$stamp" > .venv/.stamp
 fi
 
 # 3. Rasa's own environment
-RASA_STAMP="rasa==3.6.21"
+RASA="rasa==3.6.21"  # as in requirements/rasa.in
+RASA_STAMP=$(cat requirements/rasa.txt scripts/rasa-py311/* | sha256sum | cut -c1-16)
 if [[ "$(cat .venv-rasa/.stamp 2>/dev/null)" != "$RASA_STAMP" ]]; then
   if RPY=$(find_python 3.10); then
-    say "Rasa environment (.venv-rasa) with $RPY"
+    say "Rasa environment (.venv-rasa) with $RPY, from requirements/rasa.txt"
     rm -rf .venv-rasa && "$RPY" -m venv .venv-rasa
     .venv-rasa/bin/pip install -q --upgrade pip
-    .venv-rasa/bin/pip install -q "$RASA_STAMP"
+    # The lock is complete (every dependency, hashed): nothing else may come in.
+    .venv-rasa/bin/pip install -q --require-hashes --no-deps -r requirements/rasa.txt
   else
     RPY=$(find_python 3.11) || { say "Rasa needs Python 3.10 or 3.11"; exit 1; }
     say "Rasa environment (.venv-rasa) with $RPY (Python 3.11 recipe, see RASA notes in README)"
     apt_install libfreetype-dev libqhull-dev pkg-config
     rm -rf .venv-rasa && "$RPY" -m venv .venv-rasa
     .venv-rasa/bin/pip install -q --upgrade pip
+    # Constraints: the lock's versions (made on 3.10), but for the packages that
+    # scripts/rasa-py311/constraints.txt overrides with releases that still run on 3.11.
+    # Not hash-checked: the overrides, and what they need, are not in the lock.
+    "$RPY" scripts/rasa-py311/derive.py requirements/rasa.txt scripts/rasa-py311/constraints.txt \
+      > .venv-rasa/constraints.txt
     MPLSETUPCFG="$ROOT/scripts/rasa-py311/mplsetup.cfg" .venv-rasa/bin/pip install -q \
-      --ignore-requires-python -c scripts/rasa-py311/constraints.txt "$RASA_STAMP"
-    .venv-rasa/bin/pip install -q -c scripts/rasa-py311/constraints.txt dask==2022.10.2
+      --ignore-requires-python -c .venv-rasa/constraints.txt "$RASA"
+    .venv-rasa/bin/pip install -q -c .venv-rasa/constraints.txt dask==2022.10.2
   fi
   echo "$RASA_STAMP" > .venv-rasa/.stamp
 fi
