@@ -60,6 +60,7 @@ SETTINGS = {
     "RASA_TIMEOUT": "3",       # a Rasa slower than this counts as down
     "WEBHOOK_BUDGET": "6",     # the webhook answers within this many seconds, whatever is down
     "LOCK_TIMEOUT": "15",      # a reporter lock held by a killed process expires after this
+    "SEND_CLAIM_TIMEOUT": "20",  # a send left `sending` (killed worker) is recovered after this
     "MAX_ATTEMPTS": "5",
     "SENDER_RATE": "20",       # messages per minute processed for one sender
     "LOG_LEVEL": "INFO",
@@ -408,7 +409,10 @@ class FaultStandin(TwilioStandin):
                         return
                     if standin.hang:
                         time.sleep(standin.hang)
-                super()._json(status, body)
+                try:
+                    super()._json(status, body)
+                except OSError:  # the client is gone (killed, or gave up waiting)
+                    self.close_connection = True
 
             def finish(self):
                 try:
@@ -777,7 +781,9 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
         if row.status == "handed" and row.provider_id in sids:
             problems.append(f"outbound #{row.id} is handed yet was also sent by the worker")
     wire = Counter((m.to, m.body) for m in sends)
-    expected = Counter((number_of.get(o.reporter_id), o.body) for o in outbound if o.status in OUT_SENT)
+    # a `sending` row may be at the provider already (that is its own problem, above)
+    expected = Counter((number_of.get(o.reporter_id), o.body) for o in outbound
+                       if o.status in OUT_SENT | {"sending"})
     for (to, body), count in wire.items():
         if count > expected.get((to, body), 0):
             extra = count - expected.get((to, body), 0)
@@ -897,7 +903,7 @@ class Stack:
             DATABASE_URL=self.database_url, REDIS_URL=self.redis.url(0), RASA_URL=self.rasa_url,
             TWILIO_API_BASE=self.standin.url, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT_SID,
             TWILIO_FROM=SERVICE_NUMBER, PUBLIC_BASE_URL=PUBLIC_BASE_URL, SECRET_KEY=SECRET_KEY,
-            API_TOKEN=API_TOKEN, SPOOL_DIR=str(self.spool), PYTHONPATH=str(ROOT), **self.settings)
+            API_TOKEN=API_TOKEN, SPOOL_DIR=str(self.spool), **self.settings)
 
     @staticmethod
     def python() -> str:
@@ -935,7 +941,8 @@ class Stack:
         web_log = self.logs / "web.log"
         self.web = Proc("web", lambda: stack._spawn(
             [self.python(), "-m", "gunicorn", "-w", str(self.web_workers), "-b", f"127.0.0.1:{self.web_port}",
-             "--timeout", "60", "--graceful-timeout", "5", "service.app:create_app()"], web_log, self.env()),
+             "--timeout", "60", "--graceful-timeout", "5", *self._gunicorn_private(), "service.app:create_app()"],
+            web_log, self.env()),
             lambda p: stack.wait_http(self.web_url + "/healthz", 60, p.popen, ok=lambda r: r.status_code < 500
                                       or r.status_code == 503), web_log)
         self.web.start(wait=False)
@@ -946,9 +953,29 @@ class Stack:
         self.actions.wait_ready()
         self.web.wait_ready()
         self.rasa.wait_ready()
-        self.worker.start()
         self.phones = Phones(self.web_url)
+        self.warm_up()
+        self.worker.start()
         return self
+
+    def warm_up(self) -> None:
+        """A few webhooks through every gunicorn worker, so that no case measures a cold
+        process (imports and language models loaded on first use); then forgotten."""
+        people = {new_number(): ["mbote", "STOP"] for _ in range(2 * self.web_workers)}
+        join(self.phones.in_lanes(people, lanes=self.web_workers), 120)
+        self.phones.reset()
+
+    def _gunicorn_private(self) -> list[str]:
+        """Newer gunicorns open a control socket in $HOME, shared by every gunicorn of
+        the machine: give ours its own."""
+        try:
+            from gunicorn import config
+
+            if any(s.name == "control_socket" for s in config.KNOWN_SETTINGS):
+                return ["--control-socket", str(self.workdir / "gunicorn.ctl")]
+        except ImportError:
+            pass
+        return []
 
     def _worker_ready(self, proc: Proc) -> None:
         """Registered with RQ in Redis (or at least still alive after a few seconds)."""

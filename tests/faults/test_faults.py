@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -41,6 +42,7 @@ def verdict(stack, *, converge: float = CONVERGE, problems: list[str] | None = N
         shown = "\n  ".join(found[:40]) + (f"\n  ... {len(found) - 40} more" if len(found) > 40 else "")
         pytest.fail(f"{len(found)} problem(s); {report.summary()}; settled after {waited:.0f} s\n  {shown}\n"
                     f"{stack.logs_tail()}", pytrace=False)
+    print(f"settled after {waited:.0f} s: {report.summary()}")
     return report
 
 
@@ -171,7 +173,7 @@ def test_two_simultaneous_deliveries_of_one_message_sid(on_postgres):
              (new_number(), "Watu wenye silaha wameshambulia Kasindi leo"), (new_number(), "habari")]
     sids = []
     for number, body in pairs:
-        sid = f"SM{time.time_ns():032x}"[:34]
+        sid = "SM" + uuid.uuid4().hex
         sids.append(sid)
         barrier = threading.Barrier(2)
 
@@ -267,5 +269,6 @@ def test_provider_drops_the_connection_after_accepting(service):
     finally:
         s.rasa.resume()
     s.standin.drop(1)
-    verdict(s)
+    dropped = wait_until(lambda: s.standin.dropped, 45, 0.1)
+    verdict(s, problems=[] if dropped else ["no send reached the provider within 45 s: nothing dropped"])
     assert len(s.standin.sends(a)) == 1, [m.body for m in s.standin.sends(a)]
