@@ -6,7 +6,7 @@ import importlib
 
 from flask import Flask
 
-from service import channels, config as settings, db, jobs, privacy, sms
+from service import channels, config as settings, db, privacy, queue, sms
 from service import logging as alerte_logging
 
 
@@ -17,7 +17,7 @@ def create_app(config: dict | None = None) -> Flask:
     alerte_logging.init_app(app)
     db.init_app(app)
     privacy.init_app(app)
-    jobs.init_app(app)
+    queue.init_app(app)
     channels.init_app(app)
     _init_engine(app)
     sms.init_app(app)

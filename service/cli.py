@@ -53,10 +53,10 @@ def web(args) -> int:
 @command("worker", "run the job worker (pending messages, sends, the sweep every minute)",
          lambda p: p.add_argument("--burst", action="store_true", help="stop when the queue is empty"))
 def worker(args) -> int:
-    from service import jobs
+    from service import scheduler
     from service.app import create_app
 
-    jobs.work(create_app(), burst=args.burst)
+    scheduler.work(create_app(), burst=args.burst)
     return 0
 
 

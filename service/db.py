@@ -24,10 +24,13 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, connect_timeout: float = 3) -> Engine:
+    """A database that does not answer within `connect_timeout` counts as down (the
+    webhook then spools), instead of hanging the request."""
     url = sqlalchemy_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, pool_timeout=connect_timeout,
+                             connect_args={"connect_timeout": max(1, int(connect_timeout))})
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -48,8 +51,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 class Database:
     """One engine and one thread-scoped session registry per application."""
 
-    def __init__(self, url: str):
-        self.engine = make_engine(url)
+    def __init__(self, url: str, connect_timeout: float = 3):
+        self.engine = make_engine(url, connect_timeout)
         self.sessions = scoped_session(sessionmaker(self.engine, expire_on_commit=False))
 
     def remove(self, _exc=None) -> None:
@@ -57,7 +60,7 @@ class Database:
 
 
 def init_app(app) -> None:
-    database = Database(app.config["DATABASE_URL"])
+    database = Database(app.config["DATABASE_URL"], app.config["DB_CONNECT_TIMEOUT"])
     app.extensions["db"] = database
     app.teardown_appcontext(database.remove)
 

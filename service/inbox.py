@@ -247,6 +247,8 @@ def process(svc: Services, reporter_id: int, lock=None, batch: int = BATCH) -> O
     outcome = Outcome(more=len(rows) > batch)
     for message in rows[:batch]:
         if message.attempts >= config["MAX_ATTEMPTS"]:
+            if health.engine_outage(svc.engine, config.get("ACTIONS_URL")):
+                return Outcome(outcome.processed, True, BACKOFF[-1])  # not its fault: wait
             _give_up(session, message)
             continue
         if not rate.allow(svc.redis, reporter_id, config["SENDER_RATE"]):

@@ -25,7 +25,7 @@ from bot.gsm7 import segments
 from service.channels.base import Channel, LookupUnsupported, SendError
 from service.models import Message, Reporter, utcnow
 from service.privacy import Identity, mask
-from service.reporters import aware, opt_out
+from service.reporters import aware, number_for_sending, opt_out
 
 log = logging.getLogger(__name__)
 OPTED_OUT_CODES = {"21610"}  # the person sent STOP to the carrier
@@ -156,14 +156,6 @@ def recover(session: Session, message_id: int, channel: Channel, number: str | N
     session.commit()
     session.refresh(message)
     return message.status
-
-
-def number_for_sending(identity: Identity, reporter: Reporter) -> str | None:
-    """The number, unless it is past its retention: an expired number is never decrypted."""
-    expires = aware(reporter.phone_expires_at)
-    if expires is not None and expires <= utcnow():
-        return None
-    return identity.decrypt(reporter.phone_encrypted)
 
 
 def _failed(session: Session, message: Message, reporter: Reporter, exc: SendError) -> str:

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     actions_port = int(os.environ.get("ACTIONS_PORT", "5055"))
     os.environ.setdefault("RASA_URL", f"http://127.0.0.1:{rasa_port}")
     os.environ.setdefault("PUBLIC_BASE_URL", f"http://127.0.0.1:{web_port}")
+    os.environ.setdefault("ACTIONS_URL", f"http://127.0.0.1:{actions_port}")
 
     subprocess.run([sys.executable, "-m", "service.cli", "db", "upgrade"], check=True)
     model = rasa_project.train()
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     env = stack.child_env()
     procs = {
         "actions": stack.start_actions(actions_port, logs / "actions.log", env),
-        "rasa": stack.start_rasa(model, endpoints, rasa_port, logs / "rasa.log", env),
+        "rasa": stack.start_rasa(model, endpoints, rasa_port, logs / "rasa.log", env,
+                                 token=os.environ.get("RASA_TOKEN")),
         "worker": stack._spawn([sys.executable, "-m", "service.cli", "worker"], logs / "worker.log", env),
         "web": stack._spawn([sys.executable, "-m", "gunicorn", "-w", os.environ.get("WEB_WORKERS", "2"),
                              "-b", f"127.0.0.1:{web_port}", "--access-logfile", "-",
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, shutdown)
     try:
         print(f"[run] logs in {logs}; waiting for Rasa to load the model...", flush=True)
-        stack.wait_http(f"http://127.0.0.1:{rasa_port}/status", 300, procs["rasa"], ok=stack.rasa_ready)
+        token = f"?token={os.environ['RASA_TOKEN']}" if os.environ.get("RASA_TOKEN") else ""
+        stack.wait_http(f"http://127.0.0.1:{rasa_port}/status{token}", 300, procs["rasa"], ok=stack.rasa_ready)
         stack.wait_http(f"http://127.0.0.1:{web_port}/healthz", 60, procs["web"], ok=lambda r: r.status_code == 200)
         print(f"[run] ready: SMS webhook {os.environ['PUBLIC_BASE_URL']}/webhooks/twilio/sms ; "
               f"try it with: .venv/bin/alerte chat", flush=True)
