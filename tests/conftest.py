@@ -100,10 +100,14 @@ def database_url(request, tmp_path_factory):
     except Exception as exc:  # CI has PostgreSQL; a laptop may not
         admin.dispose()
         pytest.skip(f"PostgreSQL unreachable: {type(exc).__name__}")
-    url = f"{POSTGRES}{'&' if '?' in POSTGRES else '?'}options=-csearch_path%3D{schema}"
+    url = f"{POSTGRES}{'&' if '?' in POSTGRES else '?'}options=-csearch_path%3D{schema}&application_name={schema}"
     upgrade(url)
     yield url
     with admin.begin() as conn:
+        # a test client request made inside a test's app context shares it and skips the
+        # session teardown: end what such a test left open on this schema, then drop it
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = :name AND pid <> pg_backend_pid()"), {"name": schema})
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
 
