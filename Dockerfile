@@ -27,7 +27,11 @@ COPY nlu/data/ nlu/data/
 # Catalogs are compiled here, as root, so the running (read-only) app never writes them.
 RUN pip install --no-deps -e . \
  && python -c "from bot.languages import LANGUAGES; from bot.messages import compile_catalog; [compile_catalog(l) for l in LANGUAGES]" \
- && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin alerte
+ && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin alerte \
+ && install -d -o alerte -m 0700 /var/spool/alerte
+# SPOOL_DIR: inbound messages wait here while PostgreSQL is down (a volume shared by web
+# and worker in compose.yaml; a new named volume takes this folder's owner).
+ENV SPOOL_DIR=/var/spool/alerte
 
 USER alerte
 EXPOSE 8000 5055

@@ -342,7 +342,7 @@ def _command(svc: Services, reporter: Reporter, message: Message, text: str, tim
         return [{"msg": "help"}] if not text.strip() else None
     lang = reply_language(svc.session, reporter, text)
     if command.intent == keywords.OPT_OUT:
-        reporters.opt_out(svc.session, reporter)
+        reporters.opt_out(svc.session, reporter, message.id)
         svc.session.commit()  # at once: sends decided from now on see it
         try:
             svc.engine.converse(reporter.key, "/restart", {"message_id": message.id, "channel": "sms"},

@@ -36,6 +36,7 @@ class Reporter(Base):
     detected_language: Mapped[str | None] = mapped_column(String(8))
     opted_out: Mapped[bool] = mapped_column(Boolean, default=False)
     opted_out_at: Mapped[datetime | None]
+    opted_out_message_id: Mapped[int | None] = mapped_column(Integer)  # the message that said STOP
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime | None]
 

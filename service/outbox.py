@@ -37,6 +37,8 @@ def allowed(reporter: Reporter, reply_to: Message | None) -> bool:
         return True
     if reply_to is None:
         return False
+    if reply_to.id is not None and reply_to.id == reporter.opted_out_message_id:
+        return True  # the confirmation of this very STOP, however it was worded
     command = keywords.match(reply_to.body)
     if command is not None and command.intent == keywords.OPT_OUT:
         return True

@@ -78,16 +78,19 @@ def seen(session: Session, identity: Identity, number: str) -> Reporter:
     return reporter
 
 
-def opt_out(session: Session, reporter: Reporter) -> None:
-    """Stop everything we initiate; the time is kept to tell later messages apart."""
+def opt_out(session: Session, reporter: Reporter, message_id: int | None = None) -> None:
+    """Stop everything we initiate; the time is kept to tell later messages apart, and
+    the message that asked, so that its own confirmation still goes."""
     if not reporter.opted_out:
         reporter.opted_out = True
         reporter.opted_out_at = utcnow()
+        reporter.opted_out_message_id = message_id
 
 
 def opt_in(session: Session, reporter: Reporter) -> None:
     reporter.opted_out = False
     reporter.opted_out_at = None
+    reporter.opted_out_message_id = None
 
 
 def set_language(session: Session, reporter: Reporter, language: str) -> None:

@@ -11,10 +11,10 @@ from bot import keywords
 from bot.flow import alert_flow
 from bot.languages import LANGUAGES
 from bot.places import fold as fold_words
-from service import alerts
-from service.actions.common import forced, language, say, session_scope, understand, user_text
+from service import alerts, reporters
+from service.actions.common import forced, language, metadata, say, session_scope, understand, user_text
 from service.actions.form import HELPERS, _save_draft
-from service.models import Reporter, utcnow
+from service.models import Reporter
 
 
 def _update_reporter(sender: str, **values) -> None:
@@ -24,6 +24,21 @@ def _update_reporter(sender: str, **values) -> None:
         if reporter is not None:
             for key, value in values.items():
                 setattr(reporter, key, value)
+
+
+def _change_subscription(tracker, subscribe: bool) -> None:
+    """The same rules as a STOP/START keyword (service.reporters): an opt-out keeps its
+    first time and the message that asked, whose confirmation may still be sent."""
+    raw = metadata(tracker).get("message_id")
+    message_id = int(raw) if isinstance(raw, int) or (isinstance(raw, str) and raw.isdigit()) else None
+    with session_scope() as session:
+        reporter = session.scalar(select(Reporter).where(Reporter.key == tracker.sender_id))
+        if reporter is None:
+            return
+        if subscribe:
+            reporters.opt_in(session, reporter)
+        else:
+            reporters.opt_out(session, reporter, message_id)
 
 
 class Greet(Action):
@@ -105,7 +120,7 @@ class OptOut(Action):
         if not _sure_of(tracker, "opt_out", "opt_in"):
             say(dispatcher, "subscription_words", lang)  # not sure enough to stop someone's alerts
             return [SlotSet("language", lang)]
-        _update_reporter(tracker.sender_id, opted_out=True, opted_out_at=utcnow())
+        _change_subscription(tracker, subscribe=False)
         say(dispatcher, "opted_out", lang)
         return [SlotSet("language", lang)]
 
@@ -122,7 +137,7 @@ class OptIn(Action):
                 not forced(tracker) and NEGATION & set(fold_words(user_text(tracker)).split())):
             say(dispatcher, "subscription_words", lang)  # "I don't want your messages any more" is
             return [SlotSet("language", lang)]  # not an opt-in: say which word stops, which restarts
-        _update_reporter(tracker.sender_id, opted_out=False, opted_out_at=None)
+        _change_subscription(tracker, subscribe=True)
         say(dispatcher, "opted_in", lang)
         return [SlotSet("language", lang)]
 
