@@ -229,6 +229,15 @@ def main(argv=None) -> int:
             if key != "faults":
                 print(f"{key:>16}: {round(value, 2) if isinstance(value, float) else value}")
         print(f"{'db':>16}: in={dict(report.state['in'])} out={dict(report.state['out'])}")
+        if report.delay_points:
+            arrival, delay = max(report.delay_points, key=lambda p: p[1])
+            print(f"{'worst':>16}: {delay:.1f} s, a message that arrived at {arrival - t0:.1f} s")
+            print("  worst delay by arrival (10 s buckets):")
+            buckets: dict[int, float] = {}
+            for arrival, delay in report.delay_points:
+                key = int((arrival - t0) // 10)
+                buckets[key] = max(buckets.get(key, 0.0), delay)
+            print("  " + " ".join(f"{k * 10}s:{v:.0f}" for k, v in sorted(buckets.items())))
         if report.problems:
             print(f"first problems of {len(report.problems)}:")
             for problem in report.problems[:25]:

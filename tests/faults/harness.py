@@ -62,7 +62,7 @@ SETTINGS = {
     "LOCK_TIMEOUT": "15",      # a reporter lock held by a killed process expires after this
     "SEND_CLAIM_TIMEOUT": "20",  # a send left `sending` (killed worker) is recovered after this
     "MAX_ATTEMPTS": "5",
-    "SENDER_RATE": "20",       # messages per minute processed for one sender
+    "SENDER_RATE": "12",       # messages per minute processed for one sender (a flood of 30: > 1 min)
     "LOG_LEVEL": "INFO",
 }
 OUT_SENT = {"sent", "delivered", "undelivered", "read"}  # given to the provider by the worker
@@ -659,6 +659,7 @@ class Report:
     worst_delay: float | None
     problems: list[str]
     delays: list[float] = field(default_factory=list)  # arrival -> first real reply, s
+    delay_points: list[tuple[float, float]] = field(default_factory=list)  # (arrival epoch s, delay s)
     unanswered: int = 0
 
     def summary(self) -> str:
@@ -826,7 +827,7 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
                             f"{standin.time_of(m.sid) - after:.1f} s after their STOP was answered")
 
     # how long from arrival to the real reply
-    worst, delays = None, []
+    worst, delays, points = None, [], []
     for row in inbound:
         arrival = row.created_at.timestamp() if row.created_at else None
         times = []
@@ -840,11 +841,13 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
         if arrival and times:
             delay = min(times) - arrival
             delays.append(delay)
+            points.append((arrival, delay))
             worst = delay if worst is None else max(worst, delay)
     handed = sum(1 for o in outbound if o.status == "handed")
     return Report(state, received=len(inbound), processed=state["in"]["processed"], failed=state["in"]["failed"],
                   unprocessed=unprocessed, replies_handed=handed, replies_sent=len(sends), duplicates=duplicates,
-                  lost=lost, worst_delay=worst, problems=problems, delays=delays, unanswered=unanswered)
+                  lost=lost, worst_delay=worst, problems=problems, delays=delays, unanswered=unanswered,
+                  delay_points=points)
 
 
 def settled(observer: Observer, deliveries: list[Delivery]) -> bool:
@@ -964,6 +967,9 @@ class Stack:
         people = {new_number(): ["mbote", "STOP"] for _ in range(2 * self.web_workers)}
         join(self.phones.in_lanes(people, lanes=self.web_workers), 120)
         self.phones.reset()
+        self.redis.flushall()
+        self.observer.truncate()
+        self.standin.reset()
 
     def _gunicorn_private(self) -> list[str]:
         """Newer gunicorns open a control socket in $HOME, shared by every gunicorn of
@@ -1015,9 +1021,12 @@ class Stack:
     def reset(self) -> None:
         """A clean state for the next case: worker stopped, Redis and tables emptied,
         stand-in and spool cleared, every process up, the worker started again."""
+        from service.db import upgrade
+
         self.ensure_running()
         if self.worker.alive():
             self.worker.stop()
+        upgrade(self.database_url)  # a no-op, unless the schema moved on since the session began
         self.redis.flushall()
         self.observer.truncate()
         self.standin.reset()

@@ -222,14 +222,14 @@ def test_stop_while_the_worker_answers_older_messages(service):
 
 def test_a_flood_from_one_sender_does_not_starve_the_others(service):
     """One phone sends 30 messages at once; another person has a conversation meanwhile.
-    All 30 are stored at once, processed at most SENDER_RATE a minute; the other person
-    is answered as usual."""
+    All 30 are stored at once and processed at a bounded pace (SENDER_RATE a minute: at
+    most twice that in any 60 s, whatever the limiter); the other person is answered as
+    usual meanwhile."""
     s = service
     rate = int(s.settings["SENDER_RATE"])
     flooder, other = new_number(), new_number()
     texts = (TEXTS["sw"] + TEXTS["fr"] + TEXTS["ln"]) * 2
     flood = texts[:30]
-    started = time.time()
     flooding = s.phones.in_lanes({flooder: flood}, lanes=1)
     problems = []
 
@@ -254,8 +254,10 @@ def test_a_flood_from_one_sender_does_not_starve_the_others(service):
     [flooder_id] = [rid for rid, p in people.items() if p["number"] == flooder]
     done = sorted(r.processed_at.timestamp() for r in s.observer.rows()
                   if r.direction == "in" and r.reporter_id == flooder_id and r.processed_at)
-    early = sum(1 for t in done if t < started + 30)
-    assert early <= rate + 2, f"{early} of the flood processed in its first 30 s (SENDER_RATE {rate}/min)"
+    # whatever the limiter (fixed window, sliding, bucket): at most 2 x rate in any minute
+    busiest = max((sum(1 for u in done if t <= u < t + 60) for t in done), default=0)
+    assert busiest <= 2 * rate, (f"{busiest} of the flood processed within one minute (SENDER_RATE {rate}); "
+                                 f"all {len(done)} within {done[-1] - done[0]:.0f} s" if done else "")
 
 
 def test_provider_drops_the_connection_after_accepting(service):
