@@ -29,17 +29,8 @@ PIP_TOOLS="pip-tools>=7.4,<8"
 
 say() { printf '[lock] %s\n' "$*" >&2; }
 
-find_python() {  # the same search as scripts/setup.sh
-  local v c
-  for v in "$@"; do
-    for c in "python$v" "$(command -v pyenv >/dev/null && pyenv root)/versions/$v"*/bin/"python$v"; do
-      if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import venv, ensurepip' 2>/dev/null; then
-        command -v "$c"; return 0
-      fi
-    done
-  done
-  return 1
-}
+# shellcheck source=scripts/find-python.sh
+source scripts/find-python.sh
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -17,17 +17,8 @@ export RASA_TELEMETRY_ENABLED=false PIP_DISABLE_PIP_VERSION_CHECK=1
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
-find_python() {  # first interpreter of the given versions on PATH or under pyenv
-  local v c
-  for v in "$@"; do
-    for c in "python$v" "$(command -v pyenv >/dev/null && pyenv root)/versions/$v"*/bin/"python$v"; do
-      if command -v "$c" >/dev/null 2>&1 && "$c" -c 'import venv, ensurepip' 2>/dev/null; then
-        command -v "$c"; return 0
-      fi
-    done
-  done
-  return 1
-}
+# shellcheck source=scripts/find-python.sh
+source scripts/find-python.sh
 
 apt_install() {
   local missing=()
