@@ -1062,6 +1062,22 @@ class Stack:
         """Wait until nothing is left to do; False after `timeout`."""
         return bool(wait_until(lambda: settled(self.observer, list(self.phones.deliveries)), timeout, 0.5))
 
+    def rows_table(self, limit: int = 80) -> str:
+        """The messages as a compact table (ids, statuses, times), for failure reports."""
+        try:
+            rows = self.observer.rows()
+        except Exception as exc:  # noqa: BLE001
+            return f"(rows unavailable: {type(exc).__name__})"
+        sids = {m.sid: i for i, m in enumerate(self.standin.sends())}
+        lines = ["id  dir status     rep reply att created          processed        provider     body"]
+        for r in rows[-limit:]:
+            at = lambda t: t.strftime("%H:%M:%S.%f")[:-3] if t else "-"  # noqa: E731
+            pid = (r.provider_id or "-")[:10] + (f"#{sids[r.provider_id]}" if r.provider_id in sids else "")
+            lines.append(f"{r.id:<3} {r.direction:<3} {r.status:<10} {r.reporter_id or '-':<3} "
+                         f"{r.reply_to_id or '-':<5} {r.attempts:<3} {at(r.created_at):<16} "
+                         f"{at(r.processed_at):<16} {pid:<12} {r.body[:28]!r}")
+        return "\n".join(lines)
+
     def logs_tail(self, chars: int = 1500) -> str:
         parts = []
         for proc in (self.worker, self.web, self.actions):

@@ -41,6 +41,7 @@ def verdict(stack, *, converge: float = CONVERGE, problems: list[str] | None = N
     if found:
         shown = "\n  ".join(found[:40]) + (f"\n  ... {len(found) - 40} more" if len(found) > 40 else "")
         pytest.fail(f"{len(found)} problem(s); {report.summary()}; settled after {waited:.0f} s\n  {shown}\n"
+                    f"--- messages (provider id #n: n-th send the stand-in took) ---\n{stack.rows_table()}\n"
                     f"{stack.logs_tail()}", pytrace=False)
     print(f"settled after {waited:.0f} s: {report.summary()}")
     return report
