@@ -41,6 +41,7 @@ LOCALITY_COLUMNS = ["name", "alt_names", "lat", "lon", "adm1_pcode", "adm1_name"
                     "population", "population_source", "wof_id", "source"]
 GAZETTEER_FILES = ("admin_units.csv", "localities.csv", "added_places.csv", "aliases.csv",
                    "boundaries_adm1.geojson", "boundaries_adm2.geojson")
+OUTSIDE_TOLERANCE_KM = 1.0  # `check` reports localities farther than this outside their territory's outline
 GEONAMES_FIELDS = 19  # geonameid ... modification date: the GeoNames dump layout
 NEAREST_MAX_DEG = 0.05  # a point this close outside every polygon (lake shore, border) takes the nearest
 KM_PER_DEG = 111.32
@@ -308,6 +309,22 @@ class Territories:
         t = 0.0 if dx == dy == 0 else max(0.0, min(1.0, ((x - x1) * dx + (y - y1) * dy) / (dx * dx + dy * dy)))
         return ((x - x1 - t * dx) ** 2 + (y - y1 - t * dy) ** 2) ** 0.5
 
+    def distance_km(self, lat: float, lon: float, pcode: str) -> float | None:
+        """How far (km) the point lies outside the outline of unit `pcode`: 0 inside it,
+        None when the unit has no outline here."""
+        best = None
+        for unit in self.units:
+            if unit[0] != pcode:
+                continue
+            for polygon in unit[4]:
+                if self._in_ring(lon, lat, polygon[0]) and not any(self._in_ring(lon, lat, h) for h in polygon[1:]):
+                    return 0.0
+                for ring in polygon:
+                    for (ax, ay), (bx, by) in zip(ring, ring[1:] + ring[:1]):
+                        d = self._segment_distance(lon, lat, ax, ay, bx, by)
+                        best = d if best is None or d < best else best
+        return None if best is None else best * KM_PER_DEG
+
     def locate(self, lat: float, lon: float) -> tuple[tuple, str] | None:
         """(unit, how) for the polygon holding the point, else the nearest within 0.05 deg."""
         for unit in self.units:
@@ -404,7 +421,34 @@ def broken_aliases(directory: Path) -> list[str]:
     broken += [f"added place {r['name']!r} -> {r['admin2_pcode'] or r['admin1_pcode']}"
                for r in _rows(directory / "added_places.csv")
                if (r["admin2_pcode"] or r["admin1_pcode"]) not in keys]
+    for r in _rows(directory / "key_places.csv"):
+        codes = [r["admin1_pcode"], *filter(None, r["admin2_pcodes"].split(";"))]
+        if r["geonameid"]:
+            codes.append("gn:" + r["geonameid"])
+        broken += [f"key place {r['name']!r} -> {c}" for c in codes if c not in keys]
     return broken
+
+
+def outside_outline(directory: Path, gazetteer: Gazetteer, tolerance_km: float = OUTSIDE_TOLERANCE_KM) -> list[tuple]:
+    """Localities (as the gazetteer holds them, key-place corrections applied) whose point lies
+    more than `tolerance_km` outside the outline of every territory they are filed under:
+    (km, record), farthest first. Units without an outline (the villes created after 2010) are
+    not checked."""
+    boundaries = directory / "boundaries_adm2.geojson"
+    if not boundaries.exists():
+        boundaries = _current(directory, "boundaries_adm2.geojson")
+    if not boundaries.exists():
+        return []
+    territories = Territories(boundaries)
+    found = []
+    for rec in gazetteer._by_key.values():
+        if rec.level != "locality" or rec.lat is None or rec.lon is None or not rec.admin2_pcode:
+            continue
+        distances = [territories.distance_km(rec.lat, rec.lon, c) for c in (rec.admin2_pcodes or (rec.admin2_pcode,))]
+        distances = [d for d in distances if d is not None]
+        if distances and min(distances) > tolerance_km:
+            found.append((min(distances), rec))
+    return sorted(found, key=lambda item: (-item[0], item[1].key))
 
 
 def stray_localities(directory: Path) -> dict[str, int]:
@@ -552,6 +596,17 @@ def run_check(args) -> int:
           + f"; places without coordinates: {sum(1 for r in records if r.lat is None)}")
     aliases = _rows(directory / "aliases.csv")
     print(f"  aliases: {len(aliases)}, all pointing at a place")
+    keys = _rows(directory / "key_places.csv")
+    print(f"  key places: {len(keys)} ({sum(1 for r in keys if r['lat'])} with coordinates from their source, "
+          f"{sum(1 for r in keys if r['geonameid'])} matched to a GeoNames locality)")
+    tolerance = getattr(args, "tolerance", None)
+    tolerance = OUTSIDE_TOLERANCE_KM if tolerance is None else tolerance
+    outside = outside_outline(directory, gazetteer, tolerance)
+    print(f"  localities more than {tolerance:g} km outside their territory's outline: {len(outside)}")
+    for km, rec in outside[:50]:
+        print(f"    {rec.key} {rec.name} ({rec.lat}, {rec.lon}): {km:.1f} km outside {rec.admin2_name} ({rec.admin2_pcode})")
+    if len(outside) > 50:
+        print(f"    ... and {len(outside) - 50} more")
     _warn_stray(directory)
     return 0
 
@@ -569,6 +624,8 @@ def cli(parser):
                        help="province p-codes in scope (default: " + ",".join(EAST) + ")")
     check = sub.add_parser("check", help="load the gazetteer and report what it holds")
     check.add_argument("--dir")
+    check.add_argument("--tolerance", type=float, default=OUTSIDE_TOLERANCE_KM,
+                       help="km outside its territory's outline before a locality is reported (default %(default)s)")
     commands = {"import-cod": run_import_cod, "import-geonames": run_import_geonames, "check": run_check}
 
     def run(args) -> int:

@@ -43,16 +43,17 @@ class Understanding:
 
     def as_json(self) -> dict:
         people = self.people.number if self.people and not self.people.many else None
-        return {
-            "language": self.language,
-            "intent": self.intent,
-            "alert": {
-                "category": self.category,
-                "location": self.place.place.location() if self.place.status == "found" else None,
-                "people_affected": people,
-                "perpetrator": self.perpetrator,
-            },
+        alert = {
+            "category": self.category,
+            "location": self.place.place.location() if self.place.status == "found" else None,
+            "people_affected": people,
+            "perpetrator": self.perpetrator,
         }
+        if self.place.status == "ambiguous":  # the conversation would ask: say between what
+            alert["candidates"] = [{"name": c.name, "admin2": c.admin2_name, "pcode": c.location()["pcode"]}
+                                   for c in self.place.candidates]
+            alert["place_text"] = self.place.written or self.place.text
+        return {"language": self.language, "intent": self.intent, "alert": alert}
 
 
 def for_nlu(text: str) -> str:
