@@ -106,7 +106,7 @@ def healthz():
     return jsonify({"status": "ok" if healthy else "degraded", **checks}), 200 if healthy else 503
 
 
-MESSAGE_STATUSES = ("received", "pending", "processed", "failed")
+MESSAGE_STATUSES = ("received", "pending", "processing", "processed", "failed")
 
 
 @bp.get("/api/v1/messages")

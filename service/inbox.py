@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -35,7 +36,8 @@ from service.models import Message, Reporter, utcnow
 
 log = logging.getLogger(__name__)
 MAX_PROCESSED = 1600  # Twilio's longest concatenated SMS; longer bodies are stored whole
-UNPROCESSED = ("received", "pending")
+WAITING = ("received", "pending")
+UNPROCESSED = WAITING + ("processing",)  # "processing": a turn claimed it (claimed_at)
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
 MARGIN = 1.0  # s of the webhook's budget kept for storing and answering after the turn
 BATCH = 3  # messages a job processes for one reporter before letting others' jobs run
@@ -133,7 +135,9 @@ def receive(svc: Services, inbound: InboundMessage) -> list[str] | None:
     except Exception as exc:  # noqa: BLE001 - stored and committed: whatever broke, it is retried, not lost
         log.exception("message %s kept for later after an error", message.id)
         reason = exc
-    return [postpone(svc, reporter.id, message.id, reason)]
+    # after Taken the message is another process's; otherwise a claim of ours is released
+    return [postpone(svc, reporter.id, message.id, None if isinstance(reason, Taken) else reason,
+                     release=not isinstance(reason, Taken))]
 
 
 def _answer(svc: Services, reporter_id: int, message_id: int, deadline: Deadline) -> list[str]:
@@ -196,7 +200,8 @@ def import_spool(svc: Services, limit: int | None = None) -> int:
     return stored
 
 
-def postpone(svc: Services, reporter_id: int, message_id: int, reason: Exception | None = None) -> str:
+def postpone(svc: Services, reporter_id: int, message_id: int, reason: Exception | None = None,
+             release: bool = True) -> str:
     """Keep a message pending, queue its processing, and say "received" in their language.
 
     Best effort past the commit: if this fails too, the row is still stored as received
@@ -206,7 +211,7 @@ def postpone(svc: Services, reporter_id: int, message_id: int, reason: Exception
     try:
         session.rollback()
         message, reporter = session.get(Message, message_id), session.get(Reporter, reporter_id)
-        if message.status in UNPROCESSED:
+        if message.status in WAITING or (release and message.status == "processing"):
             message.status = "pending"
             if reason is not None:
                 message.failure_reason = f"{type(reason).__name__}: {reason}"[:200]
@@ -246,7 +251,7 @@ def process(svc: Services, reporter_id: int, lock=None, batch: int = BATCH) -> O
         .order_by(Message.id).limit(batch + 1)).all()
     outcome = Outcome(more=len(rows) > batch)
     for message in rows[:batch]:
-        if message.attempts >= config["MAX_ATTEMPTS"]:
+        if message.attempts >= config["MAX_ATTEMPTS"] and not _claimed_elsewhere(message, config):
             if health.engine_outage(svc.engine, config.get("ACTIONS_URL")):
                 return Outcome(outcome.processed, True, BACKOFF[-1])  # not its fault: wait
             _give_up(session, message)
@@ -255,8 +260,8 @@ def process(svc: Services, reporter_id: int, lock=None, batch: int = BATCH) -> O
             return Outcome(outcome.processed, True, rate.until_next_window())
         try:
             reply = turn(svc, session.get(Reporter, reporter_id), message, timeout=config["RASA_TIMEOUT"])
-        except Taken:
-            return Outcome(outcome.processed, False, 0)
+        except Taken:  # another process has it now: look again shortly (it may die)
+            return Outcome(outcome.processed, True, 5.0)
         except Exception as exc:  # noqa: BLE001 - recorded on the message and retried, bounded
             return Outcome(outcome.processed, True, _failed_turn(svc, message.id, exc))
         outcome.processed += 1
@@ -277,13 +282,21 @@ def _failed_turn(svc: Services, message_id: int, exc: Exception) -> float:
         log.info("message %s not answered yet: %s", message_id, exc)
     else:
         log.exception("message %s: turn failed", message_id)
-    message = session.get(Message, message_id)
-    message.status = "pending"
-    message.failure_reason = f"{type(exc).__name__}: {exc}"[:200]
-    if outage and message.attempts > 0:
-        message.attempts -= 1
+    values = {"status": "pending", "failure_reason": f"{type(exc).__name__}: {exc}"[:200]}
+    if outage:
+        values["attempts"] = case((Message.attempts > 0, Message.attempts - 1), else_=0)
+    # only our own claim: a commit that raised may have been applied all the same
+    session.execute(update(Message).where(Message.id == message_id, Message.status.in_(("processing",) + WAITING))
+                    .values(**values).execution_options(synchronize_session=False))
     session.commit()
-    return BACKOFF[min(message.attempts, len(BACKOFF) - 1)]
+    attempts = session.scalar(select(Message.attempts).where(Message.id == message_id)) or 0
+    return BACKOFF[min(attempts, len(BACKOFF) - 1)]
+
+
+def _claimed_elsewhere(message: Message, config) -> bool:
+    claimed = reporters.aware(message.claimed_at)
+    return message.status == "processing" and claimed is not None and \
+        claimed >= utcnow() - timedelta(seconds=config["LOCK_TIMEOUT"])
 
 
 def _give_up(session: Session, message: Message) -> None:
@@ -314,13 +327,14 @@ def waiting(session: Session, reporter_id: int) -> bool:
 def turn(svc: Services, reporter: Reporter, message: Message, timeout: float | None = None) -> Message | None:
     """One message, one engine turn, one stored reply, queued (None: nothing to say)."""
     session, config = svc.session, svc.config
+    retry = _claim(session, message, config["LOCK_TIMEOUT"])
     reporter = outbox.current(session, reporter.id)  # a STOP committed meanwhile counts
     conversation = reporters.conversation(session, reporter, config["CONVERSATION_TIMEOUT"])
     message.conversation_id = conversation.id
     text = (message.body or "")[:MAX_PROCESSED]
     payloads = _command(svc, reporter, message, text, timeout)
     if payloads is None:
-        payloads = _converse(svc, reporter, message, conversation, text, timeout)
+        payloads = _converse(svc, reporter, message, conversation, text, timeout, retry)
     default = reply_language(session, reporter, text, conversation)
     body = "\n".join(t for t in (messages.render_payload(p, default) for p in payloads) if t)
     langs = [p.get("lang") for p in payloads if p.get("lang")]
@@ -356,9 +370,28 @@ def _command(svc: Services, reporter: Reporter, message: Message, text: str, tim
     return None
 
 
+def _claim(session: Session, message: Message, lease: float) -> bool:
+    """Take the turn and count the attempt, committed before the engine is asked (a
+    timed-out turn may still have run): one process per message at a time, even if a
+    lock was lost. A claim older than `lease` is a dead process's and may be taken over.
+    Returns whether the message was tried before; raises Taken if another process has it."""
+    now = utcnow()
+    claimed = session.execute(update(Message).where(
+        Message.id == message.id,
+        Message.status.in_(WAITING) | ((Message.status == "processing")
+                                       & (Message.claimed_at < now - timedelta(seconds=lease))))
+        .values(status="processing", claimed_at=now, attempts=Message.attempts + 1)
+        .execution_options(synchronize_session=False))  # SQLite reads back naive times
+    session.commit()
+    if claimed.rowcount != 1:
+        raise Taken(message.id)
+    session.refresh(message)
+    return message.attempts > 1
+
+
 def _converse(svc: Services, reporter: Reporter, message: Message, conversation, text: str,
-              timeout: float | None) -> list[dict]:
-    """Ask the engine, counting the attempt first: a timed-out turn may still have run."""
+              timeout: float | None, retry: bool) -> list[dict]:
+    """Ask the engine; on a retry, first look for the answer it may already have given."""
     command = keywords.match(text)
     if command is not None and command.intent == keywords.HELP:
         text = forced_intent("help")
@@ -367,14 +400,6 @@ def _converse(svc: Services, reporter: Reporter, message: Message, conversation,
         text = forced_intent("choose_language", {"language": command.language})
     else:  # what Rasa reads: no accents, no forced "/intent" from a reporter, bounded
         text = for_nlu(text)
-    retry = message.attempts > 0
-    claimed = svc.session.execute(update(Message).where(
-        Message.id == message.id, Message.attempts == message.attempts, Message.status.in_(UNPROCESSED))
-        .values(attempts=Message.attempts + 1))
-    svc.session.commit()
-    if claimed.rowcount != 1:
-        raise Taken(message.id)
-    svc.session.refresh(message)
     if retry and hasattr(svc.engine, "replies_for"):
         earlier = _earlier_replies(svc.engine, reporter.key, message.id)
         if earlier:

@@ -75,13 +75,14 @@ class Message(Base):
     reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     body: Mapped[str] = mapped_column(Text, default="")
     language: Mapped[str | None] = mapped_column(String(8))
-    # in: received -> processed | pending (kept for a retry) | failed (attempts used up)
+    # in: received -> processing (a turn claimed it) -> processed | pending (kept for a retry)
+    #     | failed (attempts used up)
     # out: queued -> sending (claimed) -> sent (the provider took it) -> delivered | undelivered
     #      | failed; handed (given in the webhook's own answer); suppressed (opted out)
     status: Mapped[str] = mapped_column(String(16))
     error_code: Mapped[str | None] = mapped_column(String(16))
     failure_reason: Mapped[str | None] = mapped_column(String(200))  # the last error, for operators
-    claimed_at: Mapped[datetime | None]  # when a send was claimed: a stale claim is recovered
+    claimed_at: Mapped[datetime | None]  # when a turn or a send was claimed: a stale claim is recovered
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     segments: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

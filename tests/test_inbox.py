@@ -69,7 +69,7 @@ def test_the_message_is_committed_before_the_engine_is_asked(app, text_in, engin
 
     engine.reply = reply
     text_in("Kuna risasi")
-    assert seen == ["received"]
+    assert seen == ["processing"]  # stored, and claimed for this turn, before the engine is asked
 
 
 def test_an_empty_answer_is_a_failure_the_message_waits_and_the_reporter_hears_received(app, text_in, db, engine):

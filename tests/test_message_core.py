@@ -255,3 +255,25 @@ def db_down_app(app_config):
     down = create_app({**app_config, "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/none"})
     yield down
     down.extensions["db"].engine.dispose()
+
+
+def test_a_message_another_process_is_answering_is_not_answered_twice_even_without_the_lock(
+        app, text_in, db, engine, twilio_standin):
+    engine.down = True
+    text_in("Wanamgambo wako Kamango")
+    engine.down = False
+    [message] = _rows(db, "in")
+    # another process claimed this turn a moment ago (its lock expired, or Redis lost it)
+    message.status, message.claimed_at = "processing", utcnow()
+    db.commit()
+    with app.app_context():
+        outcome = inbox.process(inbox.Services.current(), message.reporter_id)
+    assert engine.calls == [] and outcome.more  # not played twice; looked at again later
+    # that process died: once its claim is older than the lease, the turn is taken over
+    message = _fresh(db, message.id)
+    message.claimed_at = utcnow() - timedelta(seconds=app.config["LOCK_TIMEOUT"] + 1)
+    db.commit()
+    with app.app_context():
+        inbox.process(inbox.Services.current(), message.reporter_id)
+    assert len(engine.calls) == 1 and _fresh(db, message.id).status == "processed"
+    assert len(twilio_standin.sent) == 1
