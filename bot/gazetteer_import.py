@@ -604,7 +604,8 @@ def run_check(args) -> int:
     outside = outside_outline(directory, gazetteer, tolerance)
     print(f"  localities more than {tolerance:g} km outside their territory's outline: {len(outside)}")
     for km, rec in outside[:50]:
-        print(f"    {rec.key} {rec.name} ({rec.lat}, {rec.lon}): {km:.1f} km outside {rec.admin2_name} ({rec.admin2_pcode})")
+        print(f"    {rec.key} {rec.name} ({rec.lat}, {rec.lon}): {km:.1f} km outside "
+              f"{rec.admin2_name} ({rec.admin2_pcode})")
     if len(outside) > 50:
         print(f"    ... and {len(outside) - 50} more")
     _warn_stray(directory)

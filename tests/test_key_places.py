@@ -35,7 +35,7 @@ def test_every_row_has_a_source_valid_codes_and_honest_coordinates(rows):
     with open(DATA_DIR / "localities.csv", newline="", encoding="utf-8") as f:
         geonameids = {r["geonameid"] for r in csv.DictReader(f)}
     territories = Territories(DATA_DIR / "boundaries_adm2.geojson")
-    assert len(rows) >= 100
+    assert len(rows) >= 200
     assert len({r["name"] for r in rows}) == len(rows)
     for row in rows:
         assert row["source"].startswith(("https://", "http://")), row["name"]
@@ -100,6 +100,15 @@ def test_wrong_territories_are_corrected(gaz, name, key, admin2):
     res = gaz.resolve(name)
     assert res.status == "found" and res.place.key == key and res.place.admin2_pcode == admin2
     assert res.place.lat is not None  # a point this close to its territory is kept
+
+
+@pytest.mark.parametrize("written,name,admin2", [
+    ("Tongo", "Tongo", "CD6111"),  # the Rutshuru groupement, not a Punia village that has it as a variant
+    ("Kibabi", "Kibabi", "CD6103"), ("Kasenyi", "Kasenyi", "CD5402"), ("Gety", "Gety", "CD5402"),
+])
+def test_names_once_taken_for_other_places(gaz, written, name, admin2):
+    place = gaz.find_in_text(f"attaque a {written} ce matin").place
+    assert place.name == name and place.admin2_pcode == admin2
 
 
 def test_mwenga_is_not_a_point_off_uvira(gaz):
