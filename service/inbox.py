@@ -408,6 +408,7 @@ def _converse(svc: Services, reporter: Reporter, message: Message, conversation,
                 .isoformat(), "language": reporter.language, "conversation_id": conversation.id}
     if timeout is not None and timeout <= 0:
         raise EngineUnavailable("no time left in the webhook's budget")
+    svc.session.commit()  # the action server reads the conversation (and any language choice)
     payloads = svc.engine.converse(reporter.key, text, metadata, timeout=timeout)
     if not payloads:  # every turn of this bot answers: nothing means an action failed
         raise EngineUnavailable("empty answer (an action failed or the action server is down)")
