@@ -85,7 +85,9 @@ class Faults(threading.Thread):
     def __init__(self, stack, kinds: list[str], every: float, rasa_fault: str, t0: float):
         super().__init__(daemon=True)
         self.stack, self.kinds, self.every, self.rasa_fault, self.t0 = stack, kinds, every, rasa_fault, t0
-        self.stopping = threading.Event()
+        self.stopping = threading.Event()  # no more faults
+        self.idle = threading.Event()  # the last fault is repaired
+        self.release = threading.Event()  # may end: processes it restarted die with it (PDEATHSIG)
         self.log: list[str] = []
 
     def note(self, text: str) -> None:
@@ -96,11 +98,13 @@ class Faults(threading.Thread):
     def run(self) -> None:
         for kind in itertools.cycle(self.kinds):
             if self.stopping.wait(self.every):
-                return
+                break
             try:
                 self.inject(kind)
             except Exception as exc:  # noqa: BLE001 - keep the run going, say so
                 self.note(f"{kind}: fault failed: {exc}")
+        self.idle.set()
+        self.release.wait()
 
     def inject(self, kind: str) -> None:
         s = self.stack
@@ -199,7 +203,7 @@ def main(argv=None) -> int:
         took = send_steadily(stack, plan, args.rate, args.lanes)
         if faults is not None:
             faults.stopping.set()
-            faults.join(120)
+            faults.idle.wait(180)
         stack.ensure_running()
         if not stack.worker.alive():
             print(f"worker found dead (exit {stack.worker.popen.returncode}); started", flush=True)
@@ -250,6 +254,8 @@ def main(argv=None) -> int:
         if faults is not None:
             faults.stopping.set()
         stack.stop()
+        if faults is not None:
+            faults.release.set()
         if args.keep:
             print(f"work folder kept: {workdir}")
         else:

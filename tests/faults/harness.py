@@ -18,6 +18,7 @@ The fault tests (tests/faults) and the benchmark (scripts/bench_faults.py) share
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -107,6 +108,24 @@ def aware(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    """Linux: the child gets SIGTERM when the test process dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - elsewhere: rely on Stack.stop and atexit
+        pass
+
+
+def spawn(cmd: list[str], log_path: Path, env: dict) -> subprocess.Popen:
+    """Like service.stack._spawn (own session, log file, run from the project), and the
+    child does not outlive this process."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=log_path.open("ab"), stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True, preexec_fn=_die_with_parent)
 
 
 def tail(path: Path | None, chars: int = 2500) -> str:
@@ -224,10 +243,7 @@ class RedisServer(Proc):
                "--dir", str(self.dir), "--daemonize", "no", "--databases", "4"]
         log = workdir / "logs" / "redis.log"
 
-        def spawn():
-            log.parent.mkdir(parents=True, exist_ok=True)
-            return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
-        super().__init__("redis", spawn, lambda p: _ping_redis(self.url(0)), log)
+        super().__init__("redis", lambda: spawn(cmd, log, dict(os.environ)), lambda p: _ping_redis(self.url(0)), log)
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -906,7 +922,8 @@ class Stack:
             DATABASE_URL=self.database_url, REDIS_URL=self.redis.url(0), RASA_URL=self.rasa_url,
             TWILIO_API_BASE=self.standin.url, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT_SID,
             TWILIO_FROM=SERVICE_NUMBER, PUBLIC_BASE_URL=PUBLIC_BASE_URL, SECRET_KEY=SECRET_KEY,
-            API_TOKEN=API_TOKEN, SPOOL_DIR=str(self.spool), **self.settings)
+            API_TOKEN=API_TOKEN, SPOOL_DIR=str(self.spool), ACTIONS_URL=f"http://127.0.0.1:{self.actions_port}",
+            **self.settings)
 
     @staticmethod
     def python() -> str:
@@ -919,6 +936,7 @@ class Stack:
         from service.db import upgrade
 
         model = model or rasa_project.train()
+        atexit.register(self.stop)  # an interrupted run leaves nothing behind
         self.redis = RedisServer(self.workdir)
         self.redis.start()
         if self.use_postgres:
@@ -942,7 +960,7 @@ class Stack:
                             actions_log)
         self.actions.start(wait=False)
         web_log = self.logs / "web.log"
-        self.web = Proc("web", lambda: stack._spawn(
+        self.web = Proc("web", lambda: spawn(
             [self.python(), "-m", "gunicorn", "-w", str(self.web_workers), "-b", f"127.0.0.1:{self.web_port}",
              "--timeout", "60", "--graceful-timeout", "5", *self._gunicorn_private(), "service.app:create_app()"],
             web_log, self.env()),
@@ -950,7 +968,7 @@ class Stack:
                                       or r.status_code == 503), web_log)
         self.web.start(wait=False)
         worker_log = self.logs / "worker.log"
-        self.worker = Proc("worker", lambda: stack._spawn([self.python(), "-m", "service.cli", "worker"],
+        self.worker = Proc("worker", lambda: spawn([self.python(), "-m", "service.cli", "worker"],
                                                           worker_log, self.env()),
                            self._worker_ready, worker_log)
         self.actions.wait_ready()
@@ -1037,20 +1055,20 @@ class Stack:
         self.worker.start()
 
     def stop(self) -> None:
-        for proc in (self.worker, self.web, self.rasa, self.actions):
-            if proc is not None:
-                try:
-                    proc.stop(10)
-                except Exception:  # noqa: BLE001 - best effort at teardown
-                    pass
-        if self.standin is not None:
-            self.standin.stop()
-        if self.observer is not None:
-            self.observer.dispose()
-        if self.postgres is not None:
-            self.postgres.destroy()
-        if self.redis is not None:
-            self.redis.stop()
+        """Stop everything this stack started (safe to call twice)."""
+        steps = [getattr(p, "stop", None) for p in (self.worker, self.web, self.rasa, self.actions, self.redis)
+                 if p is not None]
+        steps += [getattr(self.standin, "stop", None), getattr(self.observer, "dispose", None),
+                  getattr(self.postgres, "destroy", None)]
+        self.worker = self.web = self.rasa = self.actions = self.redis = None
+        self.standin = self.observer = self.postgres = None
+        for step in steps:
+            if step is None:
+                continue
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - best effort: stop the rest too
+                pass
 
     # -- checking
     def examine(self, **kwargs) -> Report:
