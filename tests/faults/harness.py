@@ -577,6 +577,16 @@ def opt_out_words() -> Callable[[str], bool]:
     return is_stop
 
 
+def subscription_words() -> Callable[[str], bool]:
+    """STOP and START words: handled at once, ahead of the reporter's waiting messages."""
+    from bot import keywords
+
+    def is_command(body: str) -> bool:
+        command = keywords.match(body or "")
+        return command is not None and command.intent in (keywords.OPT_OUT, keywords.OPT_IN)
+    return is_command
+
+
 @dataclass
 class Row:
     id: int
@@ -731,6 +741,7 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
     by_id = {r.id: r for r in rows}
     received = received_texts()
     is_stop = opt_out_words()
+    is_command = subscription_words()
     inbound = [r for r in rows if r.direction == "in"]
     outbound = [r for r in rows if r.direction == "out"]
     state = {"in": Counter(r.status for r in inbound), "out": Counter(r.status for r in outbound)}
@@ -776,6 +787,19 @@ def examine(observer: Observer, standin: FaultStandin, deliveries: list[Delivery
             if not real:
                 unanswered += 1
                 problems.append(f"{label} processed but never answered (only {[o.status for o in replies.get(row.id, [])]})")
+
+    # each reporter's messages answered in the order they were written (STOP/START jump the queue)
+    by_reporter = defaultdict(list)
+    for row in inbound:
+        if row.status == "processed" and row.processed_at and row.created_at and not is_command(row.body):
+            by_reporter[row.reporter_id].append(row)
+    for rows_of in by_reporter.values():
+        rows_of.sort(key=lambda r: (r.created_at, r.id))
+        for before, after in zip(rows_of, rows_of[1:]):
+            if after.processed_at < before.processed_at:
+                gap = (after.created_at - before.created_at).total_seconds()
+                problems.append(f"inbound #{after.id} ({after.body[:20]!r}) answered before #{before.id} "
+                                f"({before.body[:20]!r}), written {gap:.1f} s after it")
 
     # outbound: one of each, handed or sent, accounted for at the provider
     duplicates = 0

@@ -9,7 +9,8 @@ the database and the Twilio stand-in's record (harness.examine):
   worker, never both and never twice (grouped by the message it answers);
 - every send the provider accepted is one outbound row, nothing left queued/sending;
 - nothing is sent to a reporter after their STOP (but its confirmation);
-- every webhook answered 200 TwiML within WEBHOOK_BUDGET.
+- every webhook answered 200 TwiML within WEBHOOK_BUDGET;
+- each reporter's messages answered in the order they were written (STOP/START aside).
 """
 
 from __future__ import annotations
