@@ -119,6 +119,7 @@ def receive(svc: Services, inbound: InboundMessage) -> list[str] | None:
     """Store and answer one webhook: the texts of the reply, or None for a duplicate."""
     deadline = Deadline(svc.config["WEBHOOK_BUDGET"])
     try:
+        import_spool(svc, limit=10)  # what waited on disk goes in first
         stored = store(svc, inbound)
     except DATABASE_DOWN as exc:
         return [_spool(svc, inbound, exc)]
@@ -126,7 +127,6 @@ def receive(svc: Services, inbound: InboundMessage) -> list[str] | None:
         log.info("duplicate delivery of %s ignored", inbound.provider_id)
         return None
     reporter, message = stored
-    import_spool(svc, limit=10)
     try:
         return _answer(svc, reporter.id, message.id, deadline)
     except (locks.Busy, locks.Unavailable, EngineUnavailable, Taken, redis.RedisError) as exc:
@@ -210,12 +210,17 @@ def postpone(svc: Services, reporter_id: int, message_id: int, reason: Exception
     session = svc.session
     try:
         session.rollback()
-        message, reporter = session.get(Message, message_id), session.get(Reporter, reporter_id)
-        if message.status in WAITING or (release and message.status == "processing"):
-            message.status = "pending"
-            if reason is not None:
-                message.failure_reason = f"{type(reason).__name__}: {reason}"[:200]
+        # decided in SQL, not on this session's copy: another process may have answered it
+        releasable = Message.status.in_(WAITING + (("processing",) if release else ()))
+        values = {"status": "pending"}
+        if reason is not None:
+            values["failure_reason"] = f"{type(reason).__name__}: {reason}"[:200]
+        session.execute(update(Message).where(Message.id == message_id, releasable).values(**values)
+                        .execution_options(synchronize_session=False))
         session.commit()
+        message = session.scalar(select(Message).where(Message.id == message_id)
+                                 .execution_options(populate_existing=True))
+        reporter = session.get(Reporter, reporter_id)
         for reply in _queued_replies(session, message_id):  # processed, but its answer never left
             queue.enqueue_send(svc.queue, reply)
         queue.schedule_pending(svc.redis, svc.queue, reporter_id, mark_ttl=svc.mark_ttl())
@@ -227,9 +232,12 @@ def postpone(svc: Services, reporter_id: int, message_id: int, reason: Exception
 
 
 def _earlier_waiting(session: Session, reporter_id: int, message_id: int) -> bool:
+    """Messages of this reporter that arrived before this one and still wait (by arrival
+    time: one spooled during a database outage gets its row later than it arrived)."""
+    arrived = select(Message.created_at).where(Message.id == message_id).scalar_subquery()
     return session.scalar(select(Message.id).where(
         Message.reporter_id == reporter_id, Message.direction == "in", Message.status.in_(UNPROCESSED),
-        Message.id < message_id).limit(1)) is not None
+        Message.id != message_id, Message.created_at <= arrived).limit(1)) is not None
 
 
 def _queued_replies(session: Session, message_id: int) -> list[int]:
@@ -248,7 +256,7 @@ def process(svc: Services, reporter_id: int, lock=None, batch: int = BATCH) -> O
     session, config = svc.session, svc.config
     rows = session.scalars(select(Message).where(
         Message.reporter_id == reporter_id, Message.direction == "in", Message.status.in_(UNPROCESSED))
-        .order_by(Message.id).limit(batch + 1)).all()
+        .order_by(Message.created_at, Message.id).limit(batch + 1)).all()  # arrival order
     outcome = Outcome(more=len(rows) > batch)
     for message in rows[:batch]:
         if message.attempts >= config["MAX_ATTEMPTS"] and not _claimed_elsewhere(message, config):
@@ -263,6 +271,7 @@ def process(svc: Services, reporter_id: int, lock=None, batch: int = BATCH) -> O
         except Taken:  # another process has it now: look again shortly (it may die)
             return Outcome(outcome.processed, True, 5.0)
         except Exception as exc:  # noqa: BLE001 - recorded on the message and retried, bounded
+            rate.give_back(svc.redis, reporter_id)
             return Outcome(outcome.processed, True, _failed_turn(svc, message.id, exc))
         outcome.processed += 1
         if reply is not None and reply.status == "queued":

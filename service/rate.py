@@ -17,7 +17,7 @@ def allow(connection: redis.Redis, reporter_id: int, per_minute: int) -> bool:
     """Count one turn for this sender; False when its window is full (the turn waits)."""
     if per_minute <= 0:
         return True
-    key = f"alerte:rate:{reporter_id}:{int(time.time() // WINDOW)}"
+    key = _key(reporter_id)
     pipe = connection.pipeline()
     pipe.incr(key)
     pipe.expire(key, WINDOW * 2)
@@ -26,6 +26,19 @@ def allow(connection: redis.Redis, reporter_id: int, per_minute: int) -> bool:
         connection.decr(key)  # not taken: leave the slot for the turn that will be
         return False
     return True
+
+
+def give_back(connection: redis.Redis, reporter_id: int) -> None:
+    """A turn that failed (an outage) does not use up the sender's pace."""
+    try:
+        if (connection.decr(_key(reporter_id)) or 0) < 0:
+            connection.set(_key(reporter_id), 0, ex=WINDOW * 2)
+    except redis.RedisError:
+        pass  # the window ends by itself
+
+
+def _key(reporter_id: int) -> str:
+    return f"alerte:rate:{reporter_id}:{int(time.time() // WINDOW)}"
 
 
 def until_next_window() -> float:

@@ -58,7 +58,11 @@ def pending(directory: str | Path, limit: int | None = None) -> list[Path]:
 def read(path: Path, identity: Identity) -> tuple[str, InboundMessage] | None:
     """The provider and message of a spool file; None if it cannot be read back."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None  # another process imported it meanwhile
+    try:
+        record = json.loads(text)
         sender = identity.decrypt(record["sender"])
         if sender is None:
             raise ValueError("sender not decryptable with the configured keys")
@@ -67,7 +71,10 @@ def read(path: Path, identity: Identity) -> tuple[str, InboundMessage] | None:
             body=record.get("body") or "", received_at=datetime.fromisoformat(record["received_at"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.error("spool file %s unreadable, set aside as .bad for an operator: %s", path.name, exc)
-        path.replace(path.with_suffix(".bad"))
+        try:
+            path.replace(path.with_suffix(".bad"))
+        except FileNotFoundError:
+            pass
         return None
 
 

@@ -45,8 +45,8 @@ def test_two_messages_at_once_from_one_sender_reach_the_engine_in_order_never_to
     # the later one, if it got the lock first, leaves the turn to a job: order is kept
     scheduler.work(app, burst=True)
     assert engine.max_active == 1
-    stored = [m.body for m in _inbound(db)]
-    assert engine.texts == [for_nlu(body) for body in stored]  # arrival (id) order
+    stored = [m.body for m in sorted(_inbound(db), key=lambda m: (m.created_at, m.id))]
+    assert engine.texts == [for_nlu(body) for body in stored]  # arrival order
     assert all(m.status == "processed" for m in _inbound(db))
     # each is answered once: in its own TwiML (handed), or later through the channel
     outbound = db.scalars(select(Message).where(Message.direction == "out")).all()

@@ -277,3 +277,14 @@ def test_a_message_another_process_is_answering_is_not_answered_twice_even_witho
         inbox.process(inbox.Services.current(), message.reporter_id)
     assert len(engine.calls) == 1 and _fresh(db, message.id).status == "processed"
     assert len(twilio_standin.sent) == 1
+
+
+def test_messages_spooled_during_an_outage_are_answered_in_the_order_they_were_written(
+        app_config, sign, db_down_app, app, db, engine, twilio_standin, spool_dir):
+    down_client = db_down_app.test_client()
+    _post(down_client, sign, "Wanamgambo wameingia Kasindi", sid="SMfirst")  # spooled
+    _post(app.test_client(), sign, "Wako wengi sana", sid="SMsecond")  # the database is back
+    with app.app_context():
+        jobs.sweep()
+    scheduler.work(app, burst=True)
+    assert [c["text"] for c in engine.calls] == ["wanamgambo wameingia kasindi", "wako wengi sana"]
