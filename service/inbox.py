@@ -410,7 +410,8 @@ def _converse(svc: Services, reporter: Reporter, message: Message, conversation,
     else:  # what Rasa reads: no accents, no forced "/intent" from a reporter, bounded
         text = for_nlu(text)
     if retry and hasattr(svc.engine, "replies_for"):
-        earlier = _earlier_replies(svc.engine, reporter.key, message.id)
+        earlier = _earlier_replies(svc.engine, reporter.key, message.id,
+                                   checks=3 if _may_still_run(message.failure_reason) else 1)
         if earlier:
             return earlier
     metadata = {"message_id": message.id, "channel": "sms", "received_at": reporters.aware(message.created_at)
@@ -422,6 +423,12 @@ def _converse(svc: Services, reporter: Reporter, message: Message, conversation,
     if not payloads:  # every turn of this bot answers: nothing means an action failed
         raise EngineUnavailable("empty answer (an action failed or the action server is down)")
     return payloads
+
+
+def _may_still_run(reason: str | None) -> bool:
+    """Whether the last try may still be running in Rasa: it timed out on our side, or
+    its process died (no reason recorded). A refused connection or an empty answer ended."""
+    return reason is None or "Timeout" in reason or "too late" in reason
 
 
 def _earlier_replies(engine, sender: str, message_id: int, checks: int = 3, pause: float = 1.0):
