@@ -69,6 +69,11 @@ class Services:
     def status_callback_url(self) -> str:
         return self.config["PUBLIC_BASE_URL"].rstrip("/") + "/webhooks/twilio/status"
 
+    def send(self, message_id: int) -> str:
+        """Hand one stored outbound message to this channel (see service/outbox.py)."""
+        return outbox.send(self.session, message_id, self.channel, self.identity, self.status_callback_url(),
+                           self.config["MAX_SEND_ATTEMPTS"])
+
     def mark_ttl(self) -> int:
         """How long a reporter's "job queued" mark lives: a few sweeps."""
         return int(3 * self.config["SWEEP_INTERVAL"] + 10)
@@ -318,8 +323,7 @@ def _give_up(session: Session, message: Message) -> None:
 
 def _send_now(svc: Services, message_id: int) -> None:
     try:
-        outbox.send(svc.session, message_id, svc.channel, svc.identity, svc.status_callback_url(),
-                    svc.config["MAX_SEND_ATTEMPTS"])
+        svc.send(message_id)
     except SendError as exc:  # left queued: its own job retries it
         log.warning("message %s not sent yet: %s", message_id, exc)
         queue.enqueue_send(svc.queue, message_id)

@@ -53,9 +53,7 @@ def process_pending(reporter_id: int) -> int:
 def send_message(message_id: int) -> str:
     """Send one stored outbound message through the channel (RQ retries the retryable)."""
     with _app().app_context():
-        svc = inbox.Services.current()
-        return outbox.send(svc.session, message_id, svc.channel, svc.identity, svc.status_callback_url(),
-                           svc.config["MAX_SEND_ATTEMPTS"])
+        return inbox.Services.current().send(message_id)
 
 
 def sweep() -> dict:

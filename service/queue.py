@@ -72,10 +72,6 @@ def schedule_pending(connection: redis.Redis, queue: Queue, reporter_id: int, *,
         return False
 
 
-def refresh_mark(connection: redis.Redis, reporter_id: int, mark_ttl: int) -> None:
-    connection.set(_mark_key(reporter_id), 1, ex=mark_ttl)
-
-
 def clear_mark(connection: redis.Redis, reporter_id: int) -> None:
     try:
         connection.delete(_mark_key(reporter_id))
