@@ -1,13 +1,22 @@
 """Measure understanding per language: `python nlu/evaluate.py [--folds 5] [--config FILE]`.
 
 Held-out: trains (or reuses) a model on nlu/data, starts a Rasa server on loopback,
-and runs every message of nlu/tests/heldout.yml and heldout_2.yml (never used for
-training; the second was written later, before the data changes it measures) through
+and runs every message of nlu/tests/heldout.yml, heldout_2.yml and heldout_places.yml
+(never used for training; the second was written later, before the data changes it
+measures; the third, for places and Congolese SMS phrasing, is measurement only) through
 `bot.understanding.understand`, the function the conversation and the API use. It
 reports, per language: intent, category, location, people-count and language
 identification accuracy, and a confusion table of categories. Then language
 identification on the short messages of nlu/tests/short.yml, with and without the
 Rasa model's evidence.
+
+Place by territory, for messages labelled with `territory` (the expected admin2 p-code,
+or a list of those acceptable) or `ask: true` (with `candidates`): right when the place
+is found and its record's territory (admin2_pcode) is expected, or, for `ask`, when the
+answer is a question (status ambiguous) whose choices cover every expected candidate.
+A "silent wrong place" is a place found without asking in another territory, or found
+without asking where a question was expected (a guess between namesakes); a place found
+only at province level, an unnecessary question or no place at all is a miss, not silent.
 
 Cross-validation (--folds K): Rasa's own k-fold on the training data, reported per
 language: public intent accuracy, and category accuracy over the report examples (the
@@ -120,7 +129,15 @@ def score(engine, path: Path) -> dict:
             t["category_n"] += 1
             t["category"] += u.category == m["category"]
             confusion[(m["category"], u.category or "-")] += 1
-        if m.get("place"):
+        if "territory" in m or m.get("ask"):
+            t["territory_n"] += 1
+            ok, silent, got = place_by_territory(m, u.place)
+            t["territory"] += ok
+            t["silent"] += silent
+            if not ok:
+                expected = ("ask among " if m.get("ask") else "") + "/".join(expected_territories(m))
+                misses.append(("silent wrong place" if silent else "place", lang, m["text"], expected, got))
+        elif m.get("place"):
             t["place_n"] += 1
             expected = gaz.resolve(m["place"])
             got = u.place.place.key if u.place.status == "found" else None
@@ -138,6 +155,28 @@ def score(engine, path: Path) -> dict:
     return {"tallies": tallies, "confusion": confusion, "misses": misses}
 
 
+def expected_territories(m: dict) -> list[str]:
+    codes = m.get("candidates") if m.get("ask") else m.get("territory")
+    return [codes] if isinstance(codes, str) else list(codes or ())
+
+
+def place_by_territory(m: dict, res) -> tuple[bool, bool, str]:
+    """(right, silent wrong, what was got) for a message labelled with territories."""
+    expected = expected_territories(m)
+    if res.status == "found":
+        rec = res.place
+        got = f"found {rec.name} {rec.admin2_pcode or rec.key}"
+        if m.get("ask"):
+            return False, True, got
+        right = rec.admin2_pcode in expected
+        return right, not right and rec.admin2_pcode is not None, got
+    if res.status == "ambiguous":
+        offered = {code for c in res.candidates for code in (c.admin2_pcodes or (c.admin2_pcode,)) if code}
+        got = "ambiguous " + "/".join(f"{c.name} {c.admin2_pcode}" for c in res.candidates)
+        return bool(m.get("ask")) and set(expected) <= offered, False, got
+    return False, False, "no place"
+
+
 def pct(hit: int, n: int) -> str:
     return f"{100 * hit / n:5.1f}% ({hit}/{n})" if n else "   n/a"
 
@@ -152,6 +191,12 @@ def report(result: dict) -> None:
     for label, denom in rows:
         print(f"{label:<13}" + "".join(
             f"{pct(result['tallies'][lang][keys[label]], result['tallies'][lang][denom]):>20}" for lang in langs))
+    if any(result["tallies"][lang]["territory_n"] for lang in langs):  # files labelled with territories
+        print(f"{'place (terr.)':<13}" + "".join(
+            f"{pct(result['tallies'][lang]['territory'], result['tallies'][lang]['territory_n']):>20}"
+            for lang in langs))
+        print(f"{'silent wrong':<13}" + "".join(
+            f"{result['tallies'][lang]['silent']:>11} of {result['tallies'][lang]['territory_n']:<5}" for lang in langs))
     print("\ncategory confusion (expected -> predicted: count), errors only:")
     for (exp, got), n in sorted(result["confusion"].items()):
         if exp != got:
@@ -206,7 +251,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=NLU / "config.yml")
     parser.add_argument("--heldout", type=Path, action="append",
-                        help="held-out file(s); default: nlu/tests/heldout.yml and heldout_2.yml")
+                        help="held-out file(s); default: nlu/tests/heldout.yml, heldout_2.yml and heldout_places.yml")
     parser.add_argument("--short", type=Path, default=NLU / "tests" / "short.yml",
                         help="short messages for language identification")
     parser.add_argument("--folds", type=int, default=0, help="also run k-fold cross-validation")
@@ -215,7 +260,8 @@ def main() -> None:
         started = time.monotonic()
         model = train_model(args.config, Path(tmp))
         print(f"model {model.name}: {model.stat().st_size / 1e6:.1f} MB (ready in {time.monotonic() - started:.0f} s)")
-        heldout(model, args.heldout or [NLU / "tests" / "heldout.yml", NLU / "tests" / "heldout_2.yml"],
+        heldout(model, args.heldout or [NLU / "tests" / "heldout.yml", NLU / "tests" / "heldout_2.yml",
+                                        NLU / "tests" / "heldout_places.yml"],
                 args.short)
     if args.folds:
         cross_validate(args.config, args.folds)
