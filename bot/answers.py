@@ -66,7 +66,7 @@ def read_place(text: str, u: Understanding, field: Field, gazetteer: Gazetteer,
                candidates: list[str] | None, pending: str | None, near_admin2: str | None = None) -> Answer:
     n = number_choice(text)
     if candidates and n is not None:
-        if 1 <= n <= len(candidates):
+        if 1 <= n <= len(candidates):  # place_written stays what the reporter wrote before the menu
             return Answer(candidates[n - 1], extra={"place_candidates": None, "place_pending": None})
         return Answer(error="invalid_choice", ask=field.ask_choice)
     if pending and (text or "").strip() == "0":
@@ -77,11 +77,14 @@ def read_place(text: str, u: Understanding, field: Field, gazetteer: Gazetteer,
     resolution = gazetteer.resolve(words, near_admin2=near_admin2)
     if resolution.status != "found" and u.place.status != "unknown":
         resolution = u.place  # the place was inside a longer sentence
+    written = (resolution.written or words)[:80]
     if resolution.status == "found":
-        return Answer(resolution.place.key, extra={"place_candidates": None, "place_pending": None})
+        return Answer(resolution.place.key, extra={"place_candidates": None, "place_pending": None,
+                                                   "place_written": written})
     if resolution.status == "ambiguous":
         keys = [c.key for c in resolution.candidates][:5]
-        return Answer(ask=field.ask_choice, extra={"place_candidates": keys, "place_pending": None})
+        return Answer(ask=field.ask_choice, extra={"place_candidates": keys, "place_pending": None,
+                                                   "place_written": written})
     return Answer(ask=field.ask_unknown, extra={"place_pending": words[:80], "place_candidates": None})
 
 

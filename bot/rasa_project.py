@@ -27,8 +27,8 @@ MODELS_DIR = NLU_DIR / "models"
 INTENTS = ["greet", "help", "opt_out", "opt_in", "choose_language", "affirm", "deny",
            "out_of_scope"] + [intent_for(c) for c in CODES]
 # Slots the actions keep besides the form's fields (never featurised: rules decide).
-HELPER_SLOTS = ["language", "draft_id", "place_candidates", "place_pending", "correcting",
-                "retries", "description"]
+HELPER_SLOTS = ["language", "draft_id", "place_candidates", "place_pending", "place_written",
+                "correcting", "retries", "description"]
 ACTIONS = ["action_greet", "action_help", "action_choose_language", "action_opt_out",
            "action_opt_in", "action_triage", "action_submit_alert"]
 # Intents that interrupt a report; the form resumes after help and language changes.

@@ -14,17 +14,32 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from bot import keywords, language as langid
-from bot.categories import code_for_intent
+from bot import keywords, language as langid, perpetrators
+from bot.categories import BY_CODE, code_for_intent
 from bot.parsing import PeopleCount, When, parse_people, parse_when
-from bot.places import Gazetteer, Resolution, default_gazetteer
+from bot.places import FILLER, Gazetteer, Resolution, default_gazetteer, fold
 
 PUBLIC_INTENTS = ("report_alert", "greet", "help", "opt_out", "opt_in", "choose_language",
                   "affirm", "deny", "out_of_scope")
 MAX_NLU_CHARS = 1600  # one long (10-part) SMS: Rasa reads at most this; the whole text is stored
 # Below this confidence a report intent does not decide the category on its own.
 CATEGORY_MIN_CONFIDENCE = 0.5
-UNIDENTIFIED = "unidentified armed men"
+UNIDENTIFIED = perpetrators.UNIDENTIFIED
+# A restricted category (sexual violence) is filed from words only on strong evidence:
+# one of its own words in the message, or a model this sure. Otherwise the category is
+# left empty and the conversation asks it ("mobulu makasi", heavy unrest, is not rape).
+RESTRICTED_MIN_CONFIDENCE = 0.95
+RESTRICTED_EVIDENCE = {
+    "SEXUAL_VIOLENCE": re.compile(
+        r"(?<![a-z0-9])("
+        r"[a-z]{0,3}viol(s|e|es|ee|ees|er|ait|aient|aki|aka|i|a)?"  # viol, violee, ko-violer, ba-violaki
+        r"|sexuel(le|les|s)?|vbg|vsbg"
+        r"|(ku|a|wa|u|m|tu|ni|ha)?(li|me|na|ta|si)?bak(a|wa|iwa|aji)"  # ku-baka, wa-me-baka, a-li-bakwa, u-bakaji
+        r"|najisi|kunajisi|ngono|kijinsia"
+        r"|[a-z]{0,3}bebis(a|i|aki|ami|ama) (ba|ya )?(basi|mwasi|mama|bamama|bana|mwana|bilenge|elenge|bango|ye)"
+        r"|kosangisa nzoto"  # ko-bebisa basi: spoil (rape) women; bebisa ndako is damage
+        r")(?![a-z0-9])"),
+}
 
 
 @dataclass(frozen=True)
@@ -49,10 +64,11 @@ class Understanding:
             "people_affected": people,
             "perpetrator": self.perpetrator,
         }
+        if self.place.status != "unknown":  # the place as the reporter wrote it
+            alert["place_text"] = self.place.written or self.place.text
         if self.place.status == "ambiguous":  # the conversation would ask: say between what
             alert["candidates"] = [{"name": c.name, "admin2": c.admin2_name, "pcode": c.location()["pcode"]}
                                    for c in self.place.candidates]
-            alert["place_text"] = self.place.written or self.place.text
         return {"language": self.language, "intent": self.intent, "alert": alert}
 
 
@@ -77,13 +93,6 @@ def public_intent(raw: str | None, ranking: list[dict] | None = None) -> str:
     return "out_of_scope"
 
 
-def perpetrator_from(entities: list[dict]) -> str | None:
-    for ent in entities or ():
-        if ent.get("entity") == "armed_group" and ent.get("value"):
-            return str(ent["value"])
-    return None
-
-
 def interpret(text: str, parse: dict | None, *, now: datetime | None = None,
               stated_language: str | None = None, previous_language: str | None = None,
               gazetteer: Gazetteer | None = None, near_admin2: str | None = None) -> Understanding:
@@ -101,18 +110,45 @@ def interpret(text: str, parse: dict | None, *, now: datetime | None = None,
     if category is None and intent == "report_alert":
         category = next((code_for_intent(i.get("name")) for i in parse.get("intent_ranking") or ()
                          if code_for_intent(i.get("name"))), None)
+    if category and not strong_enough(category, confidence if code_for_intent(raw) == category else 0.0, text):
+        category = None  # the conversation asks instead of filing a restricted category
     lang = langid.choose(text, stated=stated_language, previous=previous_language, intent=raw)
     if command and command.intent == keywords.LANGUAGE and command.language:
         lang = command.language
     gaz = gazetteer or default_gazetteer()
     place = gaz.find_in_text(text, near_admin2=near_admin2) if not command else Resolution("unknown", None, (), "")
+    if not command and only_a_place(text, place, gaz):
+        intent, category = "report_alert", None  # "Rubaya": a report starts, and asks what happened
     return Understanding(
         text=text, language=lang, intent=intent, raw_intent=raw, confidence=confidence,
         category=category, place=place,
         people=None if command else parse_people(text),
         when=None if command else parse_when(text, now),
-        perpetrator=perpetrator_from(parse.get("entities")), command=command,
+        perpetrator=None if command else perpetrators.choose(parse.get("entities"), text), command=command,
     )
+
+
+def strong_enough(category: str, confidence: float, text: str) -> bool:
+    """Whether words may file this category: always, unless it is restricted; then
+    only with its own words in the message or a model at least this sure."""
+    if not BY_CODE[category].restricted:
+        return True
+    evidence = RESTRICTED_EVIDENCE.get(category)
+    return confidence >= RESTRICTED_MIN_CONFIDENCE or bool(evidence and evidence.search(fold(text)))
+
+
+def only_a_place(text: str, place: Resolution, gaz: Gazetteer) -> bool:
+    """A message that is a place name and nothing else ("Rubaya", "a Kibumba Nyiragongo")."""
+    if place.status == "unknown":
+        return False
+    rest = fold(text).split()
+    for word in fold(place.written or place.text).split():
+        if word in rest:
+            rest.remove(word)
+    def unit(word: str) -> bool:  # a territory or province qualifying the place
+        res = gaz.resolve(word)
+        return res.status == "found" and res.place.level != "locality"
+    return all(w in FILLER or unit(w) for w in rest)
 
 
 def understand(text: str, engine, **kwargs) -> Understanding:

@@ -119,7 +119,7 @@ class Alert(Base):
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"))
     category: Mapped[str | None] = mapped_column(String(32), index=True)
     place_id: Mapped[int | None] = mapped_column(ForeignKey("places.id"))
-    place_text: Mapped[str | None] = mapped_column(String(160))  # as written when not resolved
+    place_text: Mapped[str | None] = mapped_column(String(160))  # as the reporter wrote it
     occurred_at: Mapped[datetime | None]
     occurred_text: Mapped[str | None] = mapped_column(String(160))
     people_affected: Mapped[int | None] = mapped_column(Integer)

@@ -77,7 +77,7 @@ def test_understand_combines_the_model_with_gazetteer_and_parsers(client, engine
                            json={"text": "Watu wenye silaha wameteka watoto watatu Lubero jana"})
     assert response.get_json() == {
         "language": "sw", "intent": "report_alert",
-        "alert": {"category": "ABDUCTION", "people_affected": 3, "perpetrator": "ADF",
+        "alert": {"category": "ABDUCTION", "people_affected": 3, "perpetrator": "ADF", "place_text": "Lubero",
                   "location": {"name": "Lubero", "admin1": "Nord-Kivu", "admin2": "Lubero", "pcode": "CD6105"}}}
 
 

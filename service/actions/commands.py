@@ -47,6 +47,9 @@ class Greet(Action):
 
     async def run(self, dispatcher, tracker, domain):
         lang = language(tracker)
+        if not forced(tracker) and understand(tracker).intent == "report_alert":
+            # a bare place name the model took for a greeting: a report starts and asks what happened
+            return [SlotSet("language", lang), FollowupAction(alert_flow().form)]
         say(dispatcher, "welcome", lang)
         return [SlotSet("language", lang)]
 
