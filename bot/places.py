@@ -75,7 +75,10 @@ malamu mabe likolo nse libanda sima liboso penepene mosika zamba esobe ebale nze
 yenu yao wetu wenu chetu huyo hizo hilo lile mengi kubwa ndogo nzuri tangu mpaka msitu mlima foret brousse
 mmoja wawili watatu wanne watano watanu wasita wasaba wanane watisa
 adf m23 codeco nyatura fdlr fardc wazalendo mai-mai maimai raia mutomboki twirwaneho zaire
+salamu bila dola jina kikundi maiti mambo pande shaka simba bakoma longwa maloba mikolo
 """
+# (the last line: words of the training templates that are also village names in the
+# gazetteer; tests/test_places.py keeps that list complete)
 STOPWORDS = frozenset(_STOP_TEXT.split())
 # Filler around a place in an answer to "where?" ("a Butembo", "kijiji cha Pinga").
 _FILLER_TEXT = """

@@ -34,7 +34,8 @@ RESTRICTED_EVIDENCE = {
         r"(?<![a-z0-9])("
         r"[a-z]{0,3}viol(s|e|es|ee|ees|er|ait|aient|aki|aka|i|a)?"  # viol, violee, ko-violer, ba-violaki
         r"|sexuel(le|les|s)?|vbg|vsbg"
-        r"|(ku|a|wa|u|m|tu|ni|ha)?(li|me|na|ta|si)?bak(a|wa|iwa|aji)"  # ku-baka, wa-me-baka, a-li-bakwa, u-bakaji
+        r"|(ku|a|wa|ba|u|m|tu|ni|ha)?(li|me|na|ta|si|ka)?(m|mu|wa|ba)?bak(a|wa|iwa|aji)"
+        # ku-baka, wa-me-baka, ba-me-bakwa (Congolese ba-), wa-me-wa-baka, a-li-bakwa, u-bakaji
         r"|najisi|kunajisi|ngono|kijinsia"
         r"|[a-z]{0,3}bebis(a|i|aki|ami|ama) (ba|ya )?(basi|mwasi|mama|bamama|bana|mwana|bilenge|elenge|bango|ye)"
         r"|kosangisa nzoto"  # ko-bebisa basi: spoil (rape) women; bebisa ndako is damage

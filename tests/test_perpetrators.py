@@ -58,7 +58,7 @@ def test_restricted_category_needs_its_own_words_or_a_sure_model(text):
 @pytest.mark.parametrize("text", [
     "une femme violee hier a Sake", "mwanamke amebakwa jana Sake", "wanawake wawili walibakwa Minova",
     "basi mibale babebisi bango na Minova", "ba m23 baviolaki basi na Rubaya", "violences sexuelles a Kalehe",
-    "ubakaji umefanyika Lemera",
+    "ubakaji umefanyika Lemera", "bamama wawili bamebakwa ku Minova", "wamewabaka wasichana mu pori",
 ])
 def test_restricted_category_with_its_own_words_is_filed(text):
     assert interpret(text, parse("report_sexual_violence", 0.6)).category == "SEXUAL_VIOLENCE"
