@@ -7,9 +7,17 @@ English text the ``msgid``. Translators edit ``locales/<lang>/LC_MESSAGES/messag
     python -m bot.catalogs extract   # MESSAGES -> locales/messages.pot
     python -m bot.catalogs update    # messages.pot -> each language's messages.po
     python -m bot.catalogs check     # what is missing, fuzzy, too long, wrong...
+    python -m bot.catalogs review    # the texts a native speaker has still to confirm
 
 ``check`` renders every translation with typical arguments, the way ``bot.messages``
-does, and reports any SMS over one GSM-7 segment (160 septets).
+does, and reports any SMS over one GSM-7 segment (160 septets). The confirmation, which
+embeds the summary, is measured at its worst instead: the longest labels of the
+language, the longest place name of the gazetteer and free text at the limits of
+``bot.summary``.
+
+A translator comment ``# review: <what to confirm>`` above an entry of a .po file marks
+a text that a native speaker has still to confirm; ``update`` keeps it, ``review``
+lists them, and the reviewer deletes the line once the text is confirmed.
 """
 
 from __future__ import annotations
@@ -18,15 +26,22 @@ import argparse
 import io
 import string
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from babel.messages.catalog import Catalog, Message
 from babel.messages.pofile import PoFileParser, read_po, unescape, write_po
 
 from bot.categories import CODES, label_msgid
+from bot.flow import alert_flow
 from bot.gsm7 import BASIC, EXTENSION, REPLACEMENTS, septets, to_gsm7
 from bot.languages import LANGUAGES, LOCALES
 from bot.messages import DOMAIN, LOCALES_DIR, MESSAGES
+from bot.places import default_gazetteer
+from bot.summary import (
+    FREE_TEXT_MAX, PEOPLE_MAX, PERPETRATOR_MAX, PLACE_TEXT_MAX, WHEN_FORMAT, WHEN_TEXT_MAX,
+    longest_place_label, shorten,
+)
 
 POT_PATH = LOCALES_DIR / f"{DOMAIN}.pot"
 PROJECT = "alerte"
@@ -43,6 +58,8 @@ PLURAL_FORMS = {
 COMMENT_SMS = "SMS: keep under 160 characters after filling placeholders; keep {placeholders} as they are"
 COMMENT_LABEL = "menu label: one or two words"
 COMMENT_VALUE = "value inside a summary: one or two words"
+# A translator comment starting with this marks a text a native speaker has to confirm.
+REVIEW = "review:"
 
 # Extra notes for translators, shown in the .po files as "#." comments.
 NOTES = {
@@ -52,7 +69,9 @@ NOTES = {
     "ask_correction": "{options} becomes the field.* labels: \"1 What 2 Place 3 When ...\"",
     "confirm": "{summary} is the summary message below; keep \"1\" for yes and \"2\" for correct",
     "summary": "{category} and {when} are menu labels, {place} a place name, "
-               "{people} a number or value.*, {perpetrator} a group name or value.*",
+               "{people} a number or value.*, {perpetrator} a group name or value.*; "
+               "inside confirm it must fit one SMS with the longest place name and the longest "
+               "free text (check measures it)",
     "submitted": "{reference} looks like A-7K3M9Q",
     "help": "keep the command words FR, SW, LN and STOP exactly; in Swahili add ACHA, in Lingala TIKA",
     "subscription_words": "keep STOP and START exactly; in Swahili add ACHA and ANZA, in Lingala TIKA and BANDA",
@@ -111,6 +130,49 @@ SAMPLES: dict[str, tuple[dict, list | None]] = {
     "summary": (SAMPLE_SUMMARY_ARGS, None),
     "submitted": ({"reference": "A-7K3M9Q"}, None),
 }
+
+
+def _shown(lookup, value) -> str:
+    """An argument as the summary shows it: a message id's text, or the text itself."""
+    if isinstance(value, str) and value.startswith("@") and value[1:] in MESSAGES:
+        return lookup(value[1:])
+    return str(value)
+
+
+def summary_worst_values() -> dict[str, list]:
+    """Every kind of value each placeholder of the summary can show, at its longest:
+    what ``service.actions.form.summary`` writes (labels, the gazetteer's longest place
+    name as summary() names it, free text as long as a reporter may write it, cut to the
+    limits of bot.summary, a time, the largest number shown)."""
+    free = "x" * FREE_TEXT_MAX
+    unknown = "@value.unknown"
+    when = alert_flow().field("occurred_at")
+    return {
+        "category": ["@" + label_msgid(code) for code in CODES] + [unknown],
+        "place": [longest_place_label(default_gazetteer()), shorten(free, PLACE_TEXT_MAX), unknown],
+        "when": ["@when." + o.value for o in when.options]
+                + [datetime(2026, 12, 31, 23, 59).strftime(WHEN_FORMAT), shorten(free, WHEN_TEXT_MAX), unknown],
+        "people": ["@value.many", "@value.unknown", "@value.none", "-", str(PEOPLE_MAX)],
+        "perpetrator": ["@value.armed_men", unknown, shorten(free, PERPETRATOR_MAX)],
+    }
+
+
+def worst_summary_args(lookup) -> dict:
+    """The summary's arguments that make it longest in one language (``lookup(msg_id)``
+    gives that language's texts): each placeholder at its longest value."""
+    return {name: max(values, key=lambda v: septets(to_gsm7(_shown(lookup, v))))
+            for name, values in summary_worst_values().items()}
+
+
+def worst_sample(msg_id: str, lookup) -> tuple[dict, list | None] | None:
+    """(args, options) at their longest for the summary and the confirmation that embeds
+    it; None for other messages (measured with typical values)."""
+    flow = alert_flow()
+    if msg_id == flow.summary:
+        return worst_summary_args(lookup), None
+    if msg_id == flow.confirm_ask:
+        return {"summary": {"msg": flow.summary, "args": worst_summary_args(lookup)}}, None
+    return None
 
 
 def placeholders(text: str) -> set[str]:
@@ -386,7 +448,8 @@ def _check_language(lang: str, catalog: Catalog) -> list[str]:
         return usable.get(msg_id, MESSAGES[msg_id])
 
     for msg_id in usable:
-        args, options = sample(msg_id)
+        worst = worst_sample(msg_id, lookup)
+        args, options = worst or sample(msg_id)
         try:
             text = render_with(lookup, msg_id, args, options)
         except (KeyError, IndexError, ValueError) as exc:
@@ -394,9 +457,46 @@ def _check_language(lang: str, catalog: Catalog) -> list[str]:
             continue
         n = septets(text)
         if n > SMS_LIMIT:
-            problems.append(f"{lang}: {msg_id}: {n} GSM-7 characters with typical values, "
+            values = "the longest values (bot/summary.py)" if worst else "typical values"
+            problems.append(f"{lang}: {msg_id}: {n} GSM-7 characters with {values}, "
                             f"over {SMS_LIMIT}: {text!r}")
     return problems
+
+
+def _translations(catalog: Catalog) -> dict[str, str]:
+    return {m.context: m.string for m in catalog
+            if m.id and m.context in MESSAGES and isinstance(m.string, str) and m.string.strip()
+            and not m.fuzzy}
+
+
+def worst_confirmation(lang: str) -> str:
+    """The confirmation at its longest in a language, as sent (English where a text is
+    missing: check reports that)."""
+    translated = _translations(read_catalog(lang))
+
+    def lookup(msg_id: str) -> str:
+        return translated.get(msg_id, MESSAGES[msg_id])
+
+    args, options = worst_sample(alert_flow().confirm_ask, lookup)
+    return render_with(lookup, alert_flow().confirm_ask, args, options)
+
+
+# --- review ----------------------------------------------------------------------------
+
+def reviews(langs=LANGUAGES) -> list[tuple[str, str, str, str]]:
+    """(lang, id, what to confirm, text) of every entry marked ``# review: ...``."""
+    out = []
+    for lang in langs:
+        if not po_path(lang).exists():
+            continue
+        for message in read_catalog(lang):
+            if not message.id:
+                continue
+            for comment in message.user_comments:
+                if comment.strip().startswith(REVIEW):
+                    note = comment.strip()[len(REVIEW):].strip()
+                    out.append((lang, message.context or "", note, message.string or ""))
+    return out
 
 
 # --- command line ----------------------------------------------------------------------
@@ -408,6 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("update", help="merge messages.pot into each language's messages.po")
     up.add_argument("--drop-obsolete", action="store_true", help="delete entries no longer used")
     sub.add_parser("check", help="list missing, fuzzy, wrong or too long translations")
+    rev = sub.add_parser("review", help="list the texts a native speaker has still to confirm")
+    rev.add_argument("langs", nargs="*", metavar="LANG", help="fr, sw or ln (all by default)")
     args = parser.parse_args(argv)
     root = LOCALES_DIR.parent
     if args.command == "extract":
@@ -419,6 +521,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"updated {path.relative_to(root)}")
         if not changed:
             print("catalogs already up to date")
+    elif args.command == "review":
+        unknown = sorted(set(args.langs) - set(LANGUAGES))
+        if unknown:
+            parser.error(f"unknown languages {unknown}; choose among {', '.join(LANGUAGES)}")
+        found = reviews(args.langs or LANGUAGES)
+        for lang, msg_id, note, text in found:
+            print(f"{lang}: {msg_id}: {text!r}\n    {note}")
+        print(f"{len(found)} text(s) to be confirmed by a native speaker")
     else:
         problems = check()
         for problem in problems:
@@ -426,7 +536,12 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             print(f"{len(problems)} problem(s)", file=sys.stderr)
             return 1
-        print(f"OK: {len(MESSAGES)} messages in {', '.join(LANGUAGES)}")
+        longest = ", ".join(f"{lang} {septets(worst_confirmation(lang))}" for lang in LANGUAGES)
+        print(f"OK: {len(MESSAGES)} messages in {', '.join(LANGUAGES)}; the longest confirmation "
+              f"takes {longest} of {SMS_LIMIT} GSM-7 characters")
+        waiting = len(reviews())
+        if waiting:
+            print(f"{waiting} text(s) await a native speaker's review: python -m bot.catalogs review")
     return 0
 
 

@@ -13,6 +13,11 @@ from bot.categories import CODES, label_msgid
 from bot.gsm7 import is_gsm7, septets
 from bot.languages import LANGUAGES
 from bot.messages import MESSAGES, render
+from bot.messages import text as message_text
+from bot.places import default_gazetteer
+from bot.summary import (
+    FREE_TEXT_MAX, MORE, PEOPLE_MAX, PERPETRATOR_MAX, PLACE_TEXT_MAX, WHEN_TEXT_MAX, place_label, shorten,
+)
 
 CATEGORY_MENU = [[i + 1, "@" + label_msgid(code)] for i, code in enumerate(CODES)]
 
@@ -36,7 +41,8 @@ def test_every_message_is_translated(lang):
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("msg_id", list(MESSAGES))
 def test_every_message_renders_in_one_sms(lang, msg_id):
-    args, options = catalogs.sample(msg_id)
+    """With typical values; the confirmation and its summary with the longest ones."""
+    args, options = catalogs.worst_sample(msg_id, lambda m: message_text(m, lang)) or catalogs.sample(msg_id)
     text = render(msg_id, lang, args, options)
     assert "{" not in text and "}" not in text, text
     assert is_gsm7(text), text
@@ -58,6 +64,48 @@ def test_long_confirmation_fits_one_sms(lang):
         "when": "12/03 21h30", "people": "@value.many", "perpetrator": "x" * 40}}
     text = render("confirm", lang, {"summary": summary})
     assert is_gsm7(text) and septets(text) <= 160, f"{septets(text)}: {text}"
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_worst_case_confirmation_fits_one_sms(lang):
+    """The longest place name of the gazetteer as the summary names it, free text as long
+    as an answer keeps it (cut to the summary's limits), the longest label of each kind."""
+    records = default_gazetteer()._by_key.values()
+    place = max((place_label(r) for r in records), key=septets)
+    assert place.endswith(")") and septets(place) >= 30  # a village and its territory
+    free = "x" * FREE_TEXT_MAX
+
+    def longest(*candidates):
+        shown = [message_text(c[1:], lang) if c.startswith("@") else c for c in candidates]
+        return max(shown, key=septets)
+
+    when = ["@" + k for k in MESSAGES if k.startswith("when.")]
+    labels = ["@" + label_msgid(code) for code in CODES]
+    args = {"category": longest(*labels, "@value.unknown"),
+            "place": longest(place, shorten(free, PLACE_TEXT_MAX), "@value.unknown"),
+            "when": longest(*when, "31/12 23h59", shorten(free, WHEN_TEXT_MAX), "@value.unknown"),
+            "people": longest("@value.many", "@value.unknown", "@value.none", str(PEOPLE_MAX)),
+            "perpetrator": longest("@value.armed_men", "@value.unknown", shorten(free, PERPETRATOR_MAX))}
+    message = render("confirm", lang, {"summary": {"msg": "summary", "args": args}})
+    assert is_gsm7(message) and septets(message) <= 160, f"{septets(message)}: {message}"
+    assert septets(message) == septets(catalogs.worst_confirmation(lang))  # what check measures
+    assert message.count(MORE) >= 1  # free text, cut, is among the longest values
+
+
+def test_check_measures_the_confirmation_at_its_worst(monkeypatch):
+    """Longer free text in the summary, or a longer place name in the gazetteer, and the
+    check says which language no longer fits."""
+    assert catalogs.check(pot=None) == []
+    monkeypatch.setattr(catalogs, "PERPETRATOR_MAX", FREE_TEXT_MAX)
+    problems = catalogs.check(pot=None)
+    assert {p.split(":")[0] for p in problems if ": confirm: " in p} == set(LANGUAGES)
+    assert all(": confirm: " in p or ": summary: " in p for p in problems), problems
+    assert all("with the longest values" in p for p in problems), problems
+    monkeypatch.setattr(catalogs, "PERPETRATOR_MAX", PERPETRATOR_MAX)
+    monkeypatch.setattr(catalogs, "longest_place_label", lambda gaz: "Mukundi-Umunda-Mufukwa-Kilonda-Kasongo (Nyunzu)")
+    problems = catalogs.check(pot=None)
+    assert problems and all(": confirm: " in p or ": summary: " in p for p in problems), problems
+    assert any("Mukundi-Umunda-Mufukwa-Kilonda-Kasongo (Nyunzu)" in p for p in problems)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
@@ -205,7 +253,38 @@ def test_check_finds_too_long_menu(scratch):
 
 def test_main_check_exit_code(capsys):
     assert catalogs.main(["check"]) == 0
-    assert capsys.readouterr().out.startswith("OK:")
+    out = capsys.readouterr().out
+    assert out.startswith("OK:")
+    for lang in LANGUAGES:
+        assert f" {lang} {septets(catalogs.worst_confirmation(lang))}" in out.split("\n")[0]
+
+
+# --- texts waiting for a native speaker ---------------------------------------------------
+
+def test_review_comments_are_kept_by_update_and_listed(scratch, monkeypatch, capsys):
+    path = catalogs.po_path("sw")
+    text = path.read_text(encoding="utf-8")
+    for msg_id in ("acknowledged", "error"):
+        text = text.replace(f'msgctxt "{msg_id}"', f'# review: is {msg_id} clear?\nmsgctxt "{msg_id}"', 1)
+    path.write_text(text, encoding="utf-8")
+    pot = scratch / "messages.pot"
+    assert catalogs.update(pot, langs=["sw"]) == []  # nothing to change: the comments are content
+    assert path.read_text(encoding="utf-8") == text
+    assert catalogs.check(pot=pot) == []  # a text to review is not a problem
+    found = {(lang, msg_id): note for lang, msg_id, note, _ in catalogs.reviews()}
+    assert found[("sw", "acknowledged")] == "is acknowledged clear?"
+    assert found[("sw", "error")] == "is error clear?"
+    # the English changes: the translation turns fuzzy and keeps its review note
+    monkeypatch.setattr(catalogs, "MESSAGES", dict(MESSAGES, error="Sorry, something went wrong."))
+    catalogs.extract(pot)
+    catalogs.update(pot, langs=["sw"])
+    error = next(m for m in catalogs.read_catalog("sw") if m.context == "error")
+    assert error.fuzzy and "review: is error clear?" in error.user_comments
+    assert catalogs.main(["review", "sw"]) == 0
+    out = capsys.readouterr().out
+    assert "sw: error: " in out and "is acknowledged clear?" in out
+    with pytest.raises(SystemExit):
+        catalogs.main(["review", "xx"])
 
 
 # --- freshness: the content of a catalog, not the Babel release or the day that wrote it --

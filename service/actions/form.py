@@ -17,6 +17,9 @@ from rasa_sdk.events import SlotSet
 from bot import answers
 from bot.flow import Field, Flow, alert_flow
 from bot.places import default_gazetteer
+from bot.summary import (
+    PEOPLE_MAX, PERPETRATOR_MAX, PLACE_TEXT_MAX, WHEN_FORMAT, WHEN_TEXT_MAX, place_label, shorten,
+)
 from bot.understanding import UNIDENTIFIED, Understanding
 from service import alerts
 from service.actions.common import (
@@ -26,7 +29,7 @@ from service.actions.common import (
 
 EAST = ZoneInfo("Africa/Lubumbashi")
 INTERRUPTIONS = {"help", "choose_language", "opt_out"}
-HELPERS = ("place_candidates", "place_pending", "correcting", "retries")
+HELPERS = ("place_candidates", "place_pending", "place_written", "correcting", "retries")
 
 
 class ValidateAlertForm(Action):
@@ -131,8 +134,11 @@ def _fill_from_message(flow: Flow, u: Understanding, slots: dict, changes: dict,
         found["category"] = u.category
     if u.place.status == "found":
         found["place"] = u.place.place.key
+        if "place" not in changes and (merged.get("place") is None or overwrite):
+            changes.setdefault("place_written", (u.place.written or u.place.text)[:80])
     elif u.place.status == "ambiguous" and merged.get("place") is None and not merged.get("place_candidates"):
         changes["place_candidates"] = [c.key for c in u.place.candidates][:5]
+        changes.setdefault("place_written", (u.place.written or u.place.text)[:80])
     if u.when:
         found["occurred_at"] = {"at": u.when.at.isoformat(), "option": None, "text": u.when.text}
     if u.people is not None and long_enough:
@@ -167,6 +173,7 @@ def draft_fields(values: dict, lang: str, description: str | None) -> alerts.Dra
         fields.place_text = place[5:]
     elif place:
         fields.place = default_gazetteer().get(place)
+        fields.place_text = values.get("place_written")  # the display name is the place's; this is the reporter's
     elif values.get("place_pending"):
         fields.place_text = values["place_pending"]
     when = values.get("occurred_at")
@@ -192,23 +199,26 @@ def _save_draft(tracker, flow: Flow, values: dict, lang: str, draft_id: str, des
 
 
 def summary(flow: Flow, values: dict) -> dict:
-    """The confirmation summary as a nested payload (rendered in the reporter's language)."""
+    """The confirmation summary as a nested payload (rendered in the reporter's language).
+
+    What the reporter wrote (a place as text, a time in words, the perpetrator) is cut
+    to the limits of bot.summary, so that ``confirm`` is one SMS in every language;
+    the draft and the alert keep the whole text (draft_fields)."""
     category = values.get("category")
-    place = values.get("place")
-    if isinstance(place, str) and place.startswith("text:"):
-        place_label = place[5:]
-    else:
-        record = default_gazetteer().get(place) if place else None
-        place_label = "@value.unknown" if record is None else (
-            record.name if record.level != "locality" or not record.admin2_name
-            else f"{record.name} ({record.admin2_name})")
     return {"msg": flow.summary, "args": {
         "category": "@category." + category if category else "@value.unknown",
-        "place": place_label,
+        "place": _place_label(values.get("place")),
         "when": _when_label(values.get("occurred_at")),
         "people": _people_label(values.get("people_affected")),
         "perpetrator": _perpetrator_label(values.get("perpetrator")),
     }}
+
+
+def _place_label(place) -> str:
+    if isinstance(place, str) and place.startswith("text:"):
+        return shorten(place[5:], PLACE_TEXT_MAX) or "@value.unknown"
+    record = default_gazetteer().get(place) if place else None
+    return "@value.unknown" if record is None else place_label(record)
 
 
 def _when_label(when) -> str:
@@ -217,14 +227,14 @@ def _when_label(when) -> str:
     if when.get("option"):
         return "@when." + when["option"]
     if when.get("at"):
-        return datetime.fromisoformat(when["at"]).astimezone(EAST).strftime("%d/%m %Hh%M")
-    return (when.get("text") or "@value.unknown")[:30]
+        return datetime.fromisoformat(when["at"]).astimezone(EAST).strftime(WHEN_FORMAT)
+    return shorten(when.get("text") or "", WHEN_TEXT_MAX) or "@value.unknown"
 
 
 def _people_label(people) -> str:
     if not isinstance(people, dict):
         return "-"
-    if people.get("many"):
+    if people.get("many") or (people.get("n") or 0) > PEOPLE_MAX:
         return "@value.many"
     if people.get("n") is None:
         return "@value.unknown"
@@ -236,7 +246,7 @@ def _perpetrator_label(value) -> str:
         return "@value.armed_men"
     if not value or value == answers.NOT_APPLICABLE:
         return "@value.unknown"
-    return value[:40]
+    return shorten(value, PERPETRATOR_MAX) or "@value.unknown"
 
 
 class AskFieldAction(Action):
