@@ -72,6 +72,13 @@ NOTES = {
                "{people} a number or value.*, {perpetrator} a group name or value.*; "
                "inside confirm it must fit one SMS with the longest place name and the longest "
                "free text (check measures it)",
+    "ask_people": "asked when no question below fits the kind of report",
+    "ask_people_hurt": "asked after a report of an attack or of fighting",
+    "ask_people_taken": "asked after a report of kidnapping: people taken away by force "
+                        "(not arrested by the police)",
+    "ask_people_victims": "asked after a report of rape or sexual violence: say it gently",
+    "ask_people_fled": "asked after a report of people fleeing, or displaced people arriving; "
+                       "a rough number is fine",
     "submitted": "{reference} looks like A-7K3M9Q",
     "help": "keep the command words FR, SW, LN and STOP exactly; in Swahili add ACHA, in Lingala TIKA",
     "subscription_words": "keep STOP and START exactly; in Swahili add ACHA and ANZA, in Lingala TIKA and BANDA",

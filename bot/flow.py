@@ -39,6 +39,11 @@ class Field:
     unknown_answers: tuple[str, ...] = ()
     ask_choice: str | None = None
     ask_unknown: str | None = None
+    ask_for: tuple[tuple[str, str], ...] = ()  # (category, message id): the question for a kind of report
+
+    def question(self, category: str | None) -> str:
+        """The message id that asks this field after a report of this category."""
+        return dict(self.ask_for).get(category, self.ask) if category else self.ask
 
     def applies_to(self, category: str | None) -> bool:
         return not self.only_for or category is None or category in self.only_for
@@ -77,7 +82,7 @@ class Flow:
     def message_ids(self) -> set[str]:
         ids = {self.confirm_ask, self.summary, self.correct_ask, self.submit_reply}
         for f in self.fields:
-            ids |= {f.ask, "field." + f.name} | {o.label for o in f.options}
+            ids |= {f.ask, "field." + f.name} | {o.label for o in f.options} | {m for _, m in f.ask_for}
             ids |= {x for x in (f.ask_choice, f.ask_unknown) if x}
         return ids
 
@@ -95,6 +100,22 @@ def _options(raw, where: str) -> tuple[Option, ...]:
             raise FlowError(f"{where}: option {i + 1} needs value and label")
         out.append(Option(i + 1, str(item["value"]), str(item["label"])))
     return tuple(out)
+
+
+def _ask_for(raw, only_for: tuple[str, ...], where: str) -> tuple[tuple[str, str], ...]:
+    """`ask_for: {CATEGORY: message id}`, in the order of bot/categories.py."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not all(isinstance(v, str) and v for v in raw.values()):
+        raise FlowError(f"{where}: ask_for must map category codes to message ids")
+    unknown = sorted(set(map(str, raw)) - set(CODES))
+    if unknown:
+        raise FlowError(f"{where}: unknown categories in ask_for: {unknown}")
+    never = sorted(set(raw) - set(only_for)) if only_for else []
+    if never:
+        raise FlowError(f"{where}: ask_for names categories this field is never asked for "
+                        f"(not in only_for): {never}")
+    return tuple((code, raw[code]) for code in CODES if code in raw)
 
 
 def parse(data: dict, source: Path | None = None) -> Flow:
@@ -116,6 +137,7 @@ def parse(data: dict, source: Path | None = None) -> Flow:
                 give_up_after=raw.get("give_up_after"), give_up_value=raw.get("give_up_value"),
                 unknown_answers=tuple(str(a) for a in raw.get("unknown_answers") or ()),
                 ask_choice=raw.get("ask_choice"), ask_unknown=raw.get("ask_unknown"),
+                ask_for=_ask_for(raw.get("ask_for"), only_for, fwhere),
             ))
         flow = Flow(
             name=data["flow"], form=data["form"], timeout_minutes=int(data["timeout_minutes"]),

@@ -35,6 +35,11 @@ MESSAGES: dict[str, str] = {
     "place_unknown": "We do not know this place. Write a big town near it, or send 0 to keep what you wrote.",
     "ask_when": "When did it happen? {options}",
     "ask_people": "How many people were killed, hurt or taken? Send a number, 0 if nobody.",
+    # the people question after each kind of report (flows/alert.yml, ask_for)
+    "ask_people_hurt": "How many people were killed or hurt? Send a number, 0 if nobody.",
+    "ask_people_taken": "How many people were taken away? Send a number, 0 if nobody.",
+    "ask_people_victims": "How many people are victims? Send a number.",
+    "ask_people_fled": "About how many people fled or arrived? Send a number.",
     "ask_perpetrator": "Who did it, if you know? Write the group, or send 0 if you do not know.",
     "confirm": "{summary} Is this right? 1 Yes 2 Correct",
     "summary": "{category}, {place}, {when}. People: {people}. By: {perpetrator}.",

@@ -277,8 +277,8 @@ class AskFieldAction(Action):
                 options=options)
         elif field.type == "place" and tracker.get_slot("place_pending"):
             say(dispatcher, field.ask_unknown, lang)
-        else:
-            say(dispatcher, field.ask, lang, options=field.menu() or None)
+        else:  # the flow may word the question after the kind of report (ask_for)
+            say(dispatcher, field.question(tracker.get_slot("category")), lang, options=field.menu() or None)
         return []
 
 

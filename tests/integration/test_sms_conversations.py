@@ -40,7 +40,7 @@ FULL = {
     "sw": ["habari", "wameshambulia kijiji chetu", "Kiwanja", "jana usiku", "2", "M23", "ndiyo"],
     "ln": ["mbote", "babundisi mboka na biso", "Bunia", "lobi na butu", "3", "CODECO", "iyo"],
 }
-QUESTIONS = ["welcome", "ask_place", "ask_when", "ask_people", "ask_perpetrator", "confirm", "submitted"]
+QUESTIONS = ["welcome", "ask_place", "ask_when", "ask_people_hurt", "ask_perpetrator", "confirm", "submitted"]
 
 
 @pytest.mark.parametrize("lang", ["fr", "sw", "ln"])
@@ -97,8 +97,8 @@ def test_digits_answer_every_menu(app, phone):
     assert says(reply, "confirm", "fr")
     assert says(reporter.send("2"), "ask_correction", "fr")  # correct something
     assert says(reporter.send("1"), "ask_category", "fr")  # the category
-    reply = reporter.send("4")  # kidnapping: now the number of people matters
-    assert says(reply, "ask_people", "fr")
+    reply = reporter.send("4")  # kidnapping: now the number of people taken matters
+    assert says(reply, "ask_people_taken", "fr")
     assert says(reporter.send("5"), "confirm", "fr")
     assert says(reporter.send("1"), "submitted", "fr")
     [alert] = alerts(app, "new")
@@ -126,7 +126,8 @@ def test_opt_out_and_back_in(app, phone):
         assert get_session().scalar(select(Reporter.opted_out)) is False
 
 
-FORM_STEPS = ("ask_category", "ask_place", "ask_people", "ask_when", "ask_perpetrator", "confirm")
+PEOPLE_QUESTIONS = ("ask_people", "ask_people_hurt", "ask_people_taken", "ask_people_victims", "ask_people_fled")
+FORM_STEPS = ("ask_category", "ask_place", *PEOPLE_QUESTIONS, "ask_when", "ask_perpetrator", "confirm")
 
 
 @pytest.mark.parametrize("text,lang", [
@@ -256,7 +257,7 @@ def test_an_abandoned_report_is_kept_as_incomplete(app, phone):
 def _answer_until_confirm(reporter, reply, lang):
     """Answer whatever else is asked (it depends on the category the model saw), but
     never the place: that is what the test is about."""
-    answers = {"ask_category": "2", "ask_people": "0", "ask_when": "1", "ask_perpetrator": "0"}
+    answers = {"ask_category": "2", **{q: "0" for q in PEOPLE_QUESTIONS}, "ask_when": "1", "ask_perpetrator": "0"}
     for _ in range(4):
         if says(reply, "confirm", lang):
             return reply
