@@ -63,6 +63,7 @@ MESSAGES: dict[str, str] = {
     "value.many": "many",
     "value.none": "nobody",
     "value.armed_men": "armed men",
+    "value.soldiers": "soldiers",
     "option.yes": "Yes",
     "option.no": "No",
     "when.now": "Now",

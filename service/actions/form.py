@@ -16,6 +16,7 @@ from rasa_sdk.events import SlotSet
 
 from bot import answers
 from bot.flow import Field, Flow, alert_flow
+from bot.perpetrators import UNIDENTIFIED_SOLDIERS
 from bot.places import default_gazetteer
 from bot.summary import (
     PEOPLE_MAX, PERPETRATOR_MAX, PLACE_TEXT_MAX, WHEN_FORMAT, WHEN_TEXT_MAX, place_label, shorten,
@@ -244,6 +245,8 @@ def _people_label(people) -> str:
 def _perpetrator_label(value) -> str:
     if value == UNIDENTIFIED:
         return "@value.armed_men"
+    if value == UNIDENTIFIED_SOLDIERS:  # soldiers of no named force (bot/perpetrators.py)
+        return "@value.soldiers"
     if not value or value == answers.NOT_APPLICABLE:
         return "@value.unknown"
     return shorten(value, PERPETRATOR_MAX) or "@value.unknown"

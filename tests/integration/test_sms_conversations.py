@@ -281,3 +281,30 @@ def test_a_shared_village_name_is_asked_once_then_read_near_the_reporters_area(a
     reply = reporter.send("wanamgambo wamerudi Kabasha leo asubuhi")  # a new report, same area
     reply = _answer_until_confirm(reporter, reply, "sw")
     assert "Kabasha (Oicha)" in reply
+
+
+def test_the_group_named_wins_and_the_place_is_shown_by_its_local_name(app, phone):
+    """Issue 8: "Basoda ya M23" is M23, not FARDC; GeoNames' "Hyosha" is shown as Oicha
+    while the alert keeps what the reporter wrote."""
+    reporter = phone()
+    reply = _answer_until_confirm(reporter, reporter.send("Basoda ya M23 bayei ebele na Rugari"), "ln")
+    assert "M23" in reply
+    assert says(reporter.send("1"), "submitted", "ln")
+    reporter = phone()
+    reply = _answer_until_confirm(reporter, reporter.send("ADF wameingia HYOSHA usiku, watu wanakimbia"), "sw")
+    assert "Oicha" in reply and "Hyosha" not in reply
+    assert says(reporter.send("1"), "submitted", "sw")
+    first, second = alerts(app, "new")
+    assert first.perpetrator == "M23" and first.place.name == "Rugari" and first.place_text == "Rugari"
+    assert second.perpetrator == "ADF" and second.place.name == "Oicha" and second.place_text == "HYOSHA"
+
+
+@pytest.mark.parametrize("text, lang", [("Rubaya", "fr"), ("Kitchanga", "sw")])
+def test_a_bare_place_name_starts_a_report_and_asks_what_happened(app, phone, text, lang):
+    reporter = phone()
+    if lang != "fr":
+        reporter.send(lang.upper())
+    reply = reporter.send(text)
+    assert says(reply, "ask_category", lang), reply
+    [alert] = alerts(app, "draft")
+    assert alert.category is None and alert.place is not None and alert.place_text == text
