@@ -6,7 +6,7 @@ import importlib
 
 from flask import Flask
 
-from service import channels, config as settings, db, privacy, queue, sms
+from service import channels, config as settings, db, privacy, queue, webhooks
 from service import logging as alerte_logging
 
 
@@ -20,7 +20,7 @@ def create_app(config: dict | None = None) -> Flask:
     queue.init_app(app)
     channels.init_app(app)
     _init_engine(app)
-    sms.init_app(app)
+    webhooks.init_app(app)
     _register_optional(app, "service.api")
     return app
 

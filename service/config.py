@@ -55,7 +55,10 @@ DEFAULTS: dict[str, object] = {
     "DB_CONNECT_TIMEOUT": 3,  # seconds; a database that does not answer counts as down
     "SWEEP_INTERVAL": 60,  # seconds between two sweeps (pending messages, stuck sends, purge)
     "ACTIONS_URL": "http://127.0.0.1:5055",  # the action server, for /healthz
-    "SMS_CHANNEL": "twilio",
+    # The gateways (service/channels): a YAML file, or the same list as JSON; neither: one
+    # Twilio channel from the TWILIO_* settings above
+    "CHANNELS_FILE": None,
+    "CHANNELS": None,
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
 }
@@ -92,8 +95,10 @@ def load(overrides: dict | None = None, environ: dict | None = None) -> dict:
 
 def check_production(config: dict) -> None:
     """Raise ConfigError naming every unsafe setting at once."""
+    default_twilio = not config.get("CHANNELS_FILE") and not config.get("CHANNELS")
     problems = [f"{name} is unset or a development value" for name in
-                ("SECRET_KEY", "API_TOKEN", "TWILIO_AUTH_TOKEN") if config.get(name) in DEV_VALUES]
+                ("SECRET_KEY", "API_TOKEN") + (("TWILIO_AUTH_TOKEN",) if default_twilio else ())
+                if config.get(name) in DEV_VALUES]
     if str(config.get("DATABASE_URL") or "").startswith("sqlite"):
         problems.append("DATABASE_URL must be PostgreSQL, not SQLite")
     if not config.get("REDIS_URL"):
@@ -101,7 +106,7 @@ def check_production(config: dict) -> None:
     problem = _public_url_problem(config.get("PUBLIC_BASE_URL"))
     if problem:
         problems.append(f"PUBLIC_BASE_URL {problem}")
-    if config.get("SMS_CHANNEL", "twilio") == "twilio":
+    if not config.get("CHANNELS_FILE") and not config.get("CHANNELS"):  # the Twilio default
         if config.get("TWILIO_ACCOUNT_SID") in (DEV_TWILIO_ACCOUNT_SID, "", None):
             problems.append("TWILIO_ACCOUNT_SID is unset or the development value")
         if not config.get("TWILIO_MESSAGING_SERVICE_SID") and config.get("TWILIO_FROM") in (DEV_TWILIO_FROM, "", None):

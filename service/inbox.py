@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
@@ -54,7 +54,7 @@ class Services:
 
     session: Session
     engine: object
-    channel: object
+    channels: object  # service.channels.Channels
     identity: object
     redis: object
     queue: object
@@ -63,15 +63,12 @@ class Services:
     @classmethod
     def current(cls) -> "Services":
         ext = current_app.extensions
-        return cls(get_session(), ext["engine"], ext["channel"], ext["identity"], ext.get("redis"),
+        return cls(get_session(), ext["engine"], ext["channels"], ext["identity"], ext.get("redis"),
                    ext.get("queue"), current_app.config)
 
-    def status_callback_url(self) -> str:
-        return self.config["PUBLIC_BASE_URL"].rstrip("/") + "/webhooks/twilio/status"
-
     def send(self, message_id: int) -> str:
-        """Hand one stored outbound message to this channel (see service/outbox.py)."""
-        return outbox.send(self.session, message_id, self.channel, self.identity, self.status_callback_url(),
+        """Hand one stored outbound message to its channel (see service/outbox.py)."""
+        return outbox.send(self.session, message_id, self.channels, self.identity,
                            self.config["MAX_SEND_ATTEMPTS"])
 
     def mark_ttl(self) -> int:
@@ -98,19 +95,20 @@ class Deadline:
 
 # --- the webhook ---------------------------------------------------------------------
 
-def store(svc: Services, inbound: InboundMessage) -> tuple[Reporter, Message] | None:
-    """Commit the message before anything else; None if this provider id was seen already.
+def store(svc: Services, provider: str, inbound: InboundMessage) -> tuple[Reporter, Message] | None:
+    """Commit the message before anything else; None if this provider id was seen already
+    on this channel (`provider`, the channel's name).
 
     The pre-check saves work; the unique constraint settles two simultaneous deliveries.
     """
-    session, provider = svc.session, svc.channel.name
+    session = svc.session
     if session.scalar(select(Message.id).where(Message.provider == provider,
                                                Message.provider_id == inbound.provider_id)):
         return None
     reporter = reporters.seen(session, svc.identity, inbound.sender)
     message = Message(direction="in", channel="sms", provider=provider, provider_id=inbound.provider_id,
                       reporter_id=reporter.id, body=inbound.body, status="received", attempts=0,
-                      created_at=inbound.received_at)
+                      created_at=inbound.received_at, reply_context=inbound.reply_context or None)
     session.add(message)
     try:
         session.commit()
@@ -120,20 +118,45 @@ def store(svc: Services, inbound: InboundMessage) -> tuple[Reporter, Message] | 
     return reporter, message
 
 
-def receive(svc: Services, inbound: InboundMessage) -> list[str] | None:
-    """Store and answer one webhook: the texts of the reply, or None for a duplicate."""
+def receive(svc: Services, channel, inbound: InboundMessage) -> list[str] | None:
+    """Store and answer one webhook from `channel`: the texts the webhook's own answer
+    carries (a channel without inline replies gets them sent instead, and an empty list),
+    or None for a duplicate."""
     deadline = Deadline(svc.config["WEBHOOK_BUDGET"])
     try:
         import_spool(svc, limit=10)  # what waited on disk goes in first
-        stored = store(svc, inbound)
+        stored = store(svc, channel.name, inbound)
     except DATABASE_DOWN as exc:
-        return [_spool(svc, inbound, exc)]
+        notice = _spool(svc, channel, inbound, exc)
+        return [notice] if channel.inline_replies else []  # nothing can be sent unrecorded
     if stored is None:
         log.info("duplicate delivery of %s ignored", inbound.provider_id)
         return None
     reporter, message = stored
+    texts = _receive_stored(svc, channel, reporter, message, deadline)
+    if channel.inline_replies or not texts:
+        return texts
+    return _send_notice(svc, channel, reporter.id, message.id, texts)
+
+
+def _send_notice(svc: Services, channel, reporter_id: int, message_id: int, texts: list[str]) -> list[str]:
+    """A channel that cannot answer inline: the "received" notice is recorded and sent."""
     try:
-        return _answer(svc, reporter.id, message.id, deadline)
+        reporter, message = svc.session.get(Reporter, reporter_id), svc.session.get(Message, message_id)
+        notice = outbox.record(svc.session, reporter, "\n".join(texts), reply_to=message,
+                               provider=channel.name, language=message.language)
+        svc.session.commit()
+        if notice.status == "queued":
+            queue.enqueue_send(svc.queue, notice.id)
+    except (SQLAlchemyError, redis.RedisError):
+        log.exception("message %s: the received notice was not sent", message_id)
+        svc.session.rollback()
+    return []
+
+
+def _receive_stored(svc: Services, channel, reporter: Reporter, message: Message, deadline) -> list[str]:
+    try:
+        return _answer(svc, channel, reporter.id, message.id, deadline)
     except (locks.Busy, locks.Unavailable, EngineUnavailable, Taken, redis.RedisError) as exc:
         log.info("message %s kept for later: %s", message.id, type(exc).__name__)
         reason = exc
@@ -145,13 +168,13 @@ def receive(svc: Services, inbound: InboundMessage) -> list[str] | None:
                      release=not isinstance(reason, Taken))]
 
 
-def _answer(svc: Services, reporter_id: int, message_id: int, deadline: Deadline) -> list[str]:
+def _answer(svc: Services, channel, reporter_id: int, message_id: int, deadline: Deadline) -> list[str]:
     session, config = svc.session, svc.config
     message, reporter = session.get(Message, message_id), session.get(Reporter, reporter_id)
     command = keywords.match(message.body)
     if command is not None and command.intent in (keywords.OPT_OUT, keywords.OPT_IN):
         # no lock, no engine: an opt-out must work when Redis and Rasa are down
-        return _hand_over(svc, turn(svc, reporter, message, timeout=min(2.0, deadline.left())))
+        return _hand_over(svc, channel, turn(svc, reporter, message, timeout=min(2.0, deadline.left())))
     if not rate.allow(svc.redis, reporter_id, config["SENDER_RATE"]):
         postpone(svc, reporter_id, message_id)
         return []  # a flood: everything is kept, answered at the sender's pace
@@ -159,25 +182,30 @@ def _answer(svc: Services, reporter_id: int, message_id: int, deadline: Deadline
     with locks.holding(svc.redis, reporter_id, config["LOCK_TIMEOUT"], wait):
         # under the lock nobody else serves this reporter: older messages still waiting
         # are a job's to answer first, in order
+        _keep_turn_order(session, reporter_id, message_id)
         earlier = _earlier_waiting(session, reporter_id, message_id)
         reply = None if earlier else turn(svc, reporter, message, timeout=deadline.left() - MARGIN)
-    return [postpone(svc, reporter_id, message_id)] if earlier else _hand_over(svc, reply)
+    return [postpone(svc, reporter_id, message_id)] if earlier else _hand_over(svc, channel, reply)
 
 
-def _hand_over(svc: Services, reply: Message | None) -> list[str]:
-    """Give the reply in the webhook's answer; it is recorded as handed, not delivered."""
+def _hand_over(svc: Services, channel, reply: Message | None) -> list[str]:
+    """Give the reply in the webhook's answer (recorded as handed, not delivered), or,
+    where the channel cannot answer inline, queue it for sending at once."""
     if reply is None or reply.status != "queued":
+        return []
+    if not channel.inline_replies:
+        queue.enqueue_send(svc.queue, reply.id)  # a lost job: the sweep sends it
         return []
     return [reply.body] if outbox.hand_over(svc.session, reply.id) else []
 
 
-def _spool(svc: Services, inbound: InboundMessage, exc: Exception) -> str:
+def _spool(svc: Services, channel, inbound: InboundMessage, exc: Exception) -> str:
     log.error("database down (%s): message %s spooled to disk", type(exc).__name__, inbound.provider_id)
     try:
         svc.session.rollback()
     except SQLAlchemyError:
         pass  # the connection is gone; the session is discarded at teardown
-    spool.write(svc.config["SPOOL_DIR"], svc.identity, svc.channel.name, inbound)
+    spool.write(svc.config["SPOOL_DIR"], svc.identity, channel.name, inbound)
     return messages.render("received", _guess_language(inbound.body))
 
 
@@ -189,10 +217,8 @@ def import_spool(svc: Services, limit: int | None = None) -> int:
         if record is None:
             continue
         provider, inbound = record
-        if provider != svc.channel.name:
-            continue  # another channel's process imports it
         try:
-            result = store(svc, inbound)
+            result = store(svc, provider, inbound)
         except DATABASE_DOWN:
             svc.session.rollback()
             return stored  # still down: keep the files
@@ -236,6 +262,21 @@ def postpone(svc: Services, reporter_id: int, message_id: int, reason: Exception
         return messages.render("received", DEFAULT_LANGUAGE)
 
 
+def _keep_turn_order(session: Session, reporter_id: int, message_id: int) -> None:
+    """Hold the reporter's lock. Two webhooks at once: the one stamped later may commit,
+    take the lock and be answered before the other is even stored. The conversation then
+    went on in that order, so the message stored late takes its place after the one
+    already answered: arrival order stays the order of the turns (the transcript reads
+    as the engine heard it). Only turns start under the lock, so this cannot race."""
+    message = session.get(Message, message_id)
+    latest = session.scalar(select(func.max(Message.created_at)).where(
+        Message.reporter_id == reporter_id, Message.direction == "in", Message.id != message_id,
+        Message.status.not_in(WAITING)))
+    if latest is not None and reporters.aware(latest) >= reporters.aware(message.created_at):
+        message.created_at = reporters.aware(latest) + timedelta(milliseconds=1)
+        session.commit()
+
+
 def _earlier_waiting(session: Session, reporter_id: int, message_id: int) -> bool:
     """Messages of this reporter that arrived before this one and still wait (by arrival
     time: one spooled during a database outage gets its row later than it arrived)."""
@@ -271,6 +312,7 @@ def process(svc: Services, reporter_id: int, lock=None, batch: int = BATCH) -> O
             continue
         if not rate.allow(svc.redis, reporter_id, config["SENDER_RATE"]):
             return Outcome(outcome.processed, True, rate.until_next_window())
+        _keep_turn_order(session, reporter_id, message.id)
         try:
             reply = turn(svc, session.get(Reporter, reporter_id), message, timeout=config["RASA_TIMEOUT"])
         except Taken:  # another process has it now: look again shortly (it may die)
@@ -349,7 +391,7 @@ def turn(svc: Services, reporter: Reporter, message: Message, timeout: float | N
     if payloads is None:
         payloads = _converse(svc, reporter, message, conversation, text, timeout, retry)
     default = reply_language(session, reporter, text, conversation)
-    body = "\n".join(t for t in (messages.render_payload(p, default) for p in payloads) if t)
+    body = svc.channels.get(message.provider).render(payloads, default)  # the reply leaves by this channel
     langs = [p.get("lang") for p in payloads if p.get("lang")]
     conversation.language = langs[-1] if langs else conversation.language or default
     conversation.last_activity_at = message.processed_at = utcnow()
@@ -357,7 +399,7 @@ def turn(svc: Services, reporter: Reporter, message: Message, timeout: float | N
     reply = None
     if body:
         reply = outbox.record(session, reporter, body, reply_to=message, language=conversation.language,
-                              conversation_id=conversation.id, provider=svc.channel.name)
+                              conversation_id=conversation.id, provider=message.provider)
     session.commit()
     return reply
 

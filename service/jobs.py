@@ -87,7 +87,7 @@ def _recover_sends(svc) -> int:
     for message in outbox.stale_claims(svc.session, claimed_before):
         reporter = outbox.current(svc.session, message.reporter_id) if message.reporter_id else None
         number = reporters.number_for_sending(svc.identity, reporter) if reporter else None
-        status = outbox.recover(svc.session, message.id, svc.channel, number,
+        status = outbox.recover(svc.session, message.id, svc.channels.get(message.provider), number,
                                 reporters.aware(message.claimed_at))
         log.info("send %s recovered as %s", message.id, status)
         count += 1

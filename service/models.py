@@ -68,8 +68,10 @@ class Message(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     direction: Mapped[str] = mapped_column(String(3))  # in | out
     channel: Mapped[str] = mapped_column(String(16))  # sms | voice
-    provider: Mapped[str] = mapped_column(String(32))  # twilio, ...
-    provider_id: Mapped[str | None] = mapped_column(String(64))  # MessageSid
+    provider: Mapped[str] = mapped_column(String(32))  # the channel's name (service/channels)
+    provider_id: Mapped[str | None] = mapped_column(String(64))  # the gateway's id for this message
+    # in: what a reply must carry back to the gateway (Africa's Talking's link id); no number
+    reply_context: Mapped[dict | None] = mapped_column(JSON)
     reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
     reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))

@@ -22,13 +22,13 @@ from sqlalchemy.orm import Session
 
 from bot import keywords
 from bot.gsm7 import segments
+from service.channels import Channels
 from service.channels.base import Channel, LookupUnsupported, SendError
 from service.models import Message, Reporter, utcnow
 from service.privacy import Identity, mask
 from service.reporters import aware, number_for_sending, opt_out
 
 log = logging.getLogger(__name__)
-OPTED_OUT_CODES = {"21610"}  # the person sent STOP to the carrier
 
 
 def allowed(reporter: Reporter, reply_to: Message | None) -> bool:
@@ -54,7 +54,7 @@ def current(session: Session, reporter_id: int) -> Reporter | None:
 
 def record(session: Session, reporter: Reporter, body: str, *, reply_to: Message | None = None,
            language: str | None = None, conversation_id: int | None = None, status: str = "queued",
-           provider: str = "twilio") -> Message:
+           provider: str) -> Message:
     """Store an outbound message; it is "suppressed" if the reporter may not receive it."""
     message = Message(direction="out", channel="sms", provider=provider, reporter_id=reporter.id,
                       conversation_id=conversation_id, reply_to_id=reply_to.id if reply_to else None,
@@ -84,9 +84,10 @@ def hand_over(session: Session, message_id: int) -> bool:
     return claimed.rowcount == 1
 
 
-def send(session: Session, message_id: int, channel: Channel, identity: Identity,
-         status_callback_url: str | None, max_attempts: int = 6) -> str:
-    """Hand one queued message to the gateway; returns its new status. Safe to repeat.
+def send(session: Session, message_id: int, channels: Channels, identity: Identity,
+         max_attempts: int = 6) -> str:
+    """Hand one queued message to its channel (the one named on the row: a reply leaves
+    by the channel its message came in on); returns its new status. Safe to repeat.
 
     A retryable refusal puts it back to "queued" and re-raises for the job's retry.
     """
@@ -104,6 +105,7 @@ def send(session: Session, message_id: int, channel: Channel, identity: Identity
     number = number_for_sending(identity, reporter)
     if number is None:
         return _finish(session, message, "failed", "no_number", "no phone number kept (expired or purged)")
+    channel = channels.get(message.provider)
     claimed_at = utcnow()
     claimed = session.execute(update(Message).where(Message.id == message.id, Message.status == "queued")
                               .values(status="sending", attempts=Message.attempts + 1, claimed_at=claimed_at))
@@ -111,7 +113,7 @@ def send(session: Session, message_id: int, channel: Channel, identity: Identity
     if claimed.rowcount != 1:
         return "sending"
     try:
-        provider_id = channel.send(number, message.body, status_callback_url)
+        provider_id = channel.send(number, message.body, (reply_to.reply_context if reply_to else None) or None)
     except SendError as exc:
         if exc.unknown:
             return _unknown(session, message, channel, number, claimed_at, exc)
@@ -161,7 +163,7 @@ def recover(session: Session, message_id: int, channel: Channel, number: str | N
 
 
 def _failed(session: Session, message: Message, reporter: Reporter, exc: SendError) -> str:
-    if exc.code in OPTED_OUT_CODES:  # honour the carrier's STOP here too
+    if exc.opted_out:  # honour the carrier's STOP here too (the channel maps its codes)
         opt_out(session, reporter)
     if exc.retryable:
         message.status, message.error_code, message.failure_reason = "queued", exc.code, str(exc)[:200]

@@ -18,6 +18,7 @@ import hmac
 import re
 from datetime import datetime, timedelta, timezone
 
+import phonenumbers
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -30,18 +31,27 @@ class InvalidNumber(ValueError):
     """Not a phone number we can answer."""
 
 
-def normalise(number: str | None) -> str:
-    """E.164 form of a number; a national DRC number ("0990000001") gets +243."""
+def normalise(number: str | None, region: str = "CD") -> str:
+    """E.164 form of a number, parsed by `phonenumbers`; a national number ("0990000001")
+    is read in `region` (DR Congo), and "243..." without the plus as international."""
     raw = re.sub(r"[\s().\-/]", "", number or "")
     if raw.startswith("00"):
         raw = "+" + raw[2:]
-    elif re.fullmatch(r"0\d{9}", raw):
-        raw = "+" + DRC + raw[1:]
-    elif re.fullmatch(DRC + r"\d{9}", raw):
+    elif raw.startswith(DRC) and len(raw) == 12 and raw.isdigit():
         raw = "+" + raw
-    if not E164.match(raw) or (raw.startswith("+" + DRC) and len(raw) != 13):
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        raise InvalidNumber("not a phone number") from None
+    # possible, not "valid": a range opened after the library's data must not lose a
+    # reporter's message; DR Congo's mobile numbers have nine digits after +243
+    if not phonenumbers.is_possible_number(parsed) or (
+            parsed.country_code == int(DRC) and len(str(parsed.national_number)) != 9):
+        raise InvalidNumber("not a possible phone number")
+    formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if not E164.match(formatted):
         raise InvalidNumber("not an E.164 phone number")
-    return raw
+    return formatted
 
 
 def mask(number: str | None) -> str:

@@ -1,4 +1,8 @@
-"""The SMS webhooks: verify, parse, hand to the inbox or the outbox, answer.
+"""The gateways' webhooks: verify, parse, hand to the inbox or record a delivery report.
+
+Every configured channel gets its own routes (`Channel.inbound_path()`, `status_path()`:
+/webhooks/<name>/sms and /status by default; Africa's Talking and the generic HTTP
+gateway name theirs). The views know no provider: what a request means is the channel's.
 
 Bodies: the request is capped (MAX_CONTENT_LENGTH, 64 KB -> 413); the body is stored
 whole, and only its first 1,600 characters (the longest SMS) go to the engine.
@@ -17,17 +21,16 @@ from service.db import get_session
 from service.models import Message, Reporter
 
 log = logging.getLogger(__name__)
-bp = Blueprint("sms", __name__)
 
 
-def _channel():
-    return current_app.extensions["channel"]
+def _channel(name: str):
+    return current_app.extensions["channels"].by_name[name]
 
 
 def _verified(channel) -> None:
     """Forged or unsigned requests get 403 before anything is read or stored."""
     if not channel.verify(request):
-        log.warning("rejected unsigned webhook on %s", request.path)
+        log.warning("rejected unverified webhook on %s", request.path)
         abort(403)
 
 
@@ -35,21 +38,19 @@ def _bad_request(message: str) -> Response:
     return Response(message + "\n", status=400, mimetype="text/plain")
 
 
-@bp.post("/webhooks/twilio/sms")
-def receive():
-    channel = _channel()
+def receive(name: str):
+    channel = _channel(name)
     _verified(channel)
     try:
         inbound = channel.parse_inbound(request)
     except BadRequest as exc:
         return _bad_request(str(exc))
-    texts = inbox.receive(inbox.Services.current(), inbound)
-    return channel.reply(texts or [])
+    texts = inbox.receive(inbox.Services.current(), channel, inbound)
+    return channel.reply(texts or []) if channel.inline_replies else channel.ack()
 
 
-@bp.post("/webhooks/twilio/status")
-def status():
-    channel = _channel()
+def status(name: str):
+    channel = _channel(name)
     _verified(channel)
     try:
         update = channel.parse_status(request)
@@ -63,11 +64,19 @@ def status():
     if moves_forward(message.status, update.status):
         message.status = update.status
         message.error_code = update.error_code or message.error_code
-    if update.error_code == "21610" and message.reporter_id:
+    if update.opted_out and message.reporter_id:  # stopped at the carrier: every send stops
         reporters.opt_out(session, session.get(Reporter, message.reporter_id))
     session.commit()
     return Response(status=204)
 
 
 def init_app(app) -> None:
+    """One inbound and one status route per configured channel."""
+    bp = Blueprint("webhooks", __name__)
+    for channel in app.extensions["channels"]:
+        bp.add_url_rule(channel.inbound_path(), f"receive_{channel.name}", receive,
+                        methods=["POST"], defaults={"name": channel.name})
+        if channel.status_path():
+            bp.add_url_rule(channel.status_path(), f"status_{channel.name}", status,
+                            methods=["POST"], defaults={"name": channel.name})
     app.register_blueprint(bp)

@@ -100,5 +100,5 @@ def test_the_app_uses_the_real_engine_unless_given_one(app_config):
     engine = app.extensions["engine"]
     assert isinstance(engine, RasaEngine) and engine.timeout == 3.0 and engine.base_url.endswith(":5999")
     assert engine.token == "rasa-token"
-    assert app.extensions["channel"].name == "twilio"
+    assert [c.name for c in app.extensions["channels"]] == ["twilio"]
     app.extensions["db"].engine.dispose()

@@ -140,7 +140,7 @@ def test_stop_opts_out_answers_in_their_language_and_suppresses_later_sends(app,
     assert reporter.opted_out and reporter.opted_out_at is not None
     assert engine.texts == ["/restart"]  # the conversation is reset, best effort
     # anything we initiate afterwards is stored as suppressed and never handed to Twilio
-    later = outbox.record(db, reporter, "Alerte: route dangereuse")
+    later = outbox.record(db, reporter, "Alerte: route dangereuse", provider="twilio")
     db.commit()
     assert later.status == "suppressed"
 
@@ -165,7 +165,7 @@ def test_start_brings_the_reporter_back(text_in, db):
     response = text_in("START")
     assert replies(response) == [messages.render("opted_in", "fr")]
     assert not _reporter(db).opted_out
-    assert outbox.record(db, _reporter(db), "Alerte").status == "queued"
+    assert outbox.record(db, _reporter(db), "Alerte", provider="twilio").status == "queued"
 
 
 def test_an_opted_out_reporter_can_still_report_and_is_answered(text_in, db, engine):

@@ -66,7 +66,7 @@ def _queued_reply(db, number=REPORTER, body="Alerte: route Beni-Butembo dangereu
 
     reporter = seen(db, current_app.extensions["identity"], number)
     db.flush()
-    message = outbox.record(db, reporter, body)
+    message = outbox.record(db, reporter, body, provider="twilio")
     db.commit()
     return reporter, message
 

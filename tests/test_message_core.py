@@ -233,7 +233,7 @@ def _queued(db, number=REPORTER, body="Alerte: route Beni-Butembo dangereuse"):
 
     reporter = seen(db, current_app.extensions["identity"], number)
     db.flush()
-    message = outbox.record(db, reporter, body)
+    message = outbox.record(db, reporter, body, provider="twilio")
     db.commit()
     return message
 

@@ -10,6 +10,7 @@ import pytest
 from bot.categories import label_msgid
 from bot.gsm7 import safe_text, to_gsm7
 from bot.messages import render, render_payload
+from service.channels import twilio_default
 from service.channels.twilio import TwilioChannel
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, PUBLIC_BASE_URL
 
@@ -44,8 +45,9 @@ def test_a_summary_echoing_control_characters_renders_clean(lang):
 
 
 def test_twiml_of_a_dirty_reply_parses_and_carries_none_of_it():
-    channel = TwilioChannel({"PUBLIC_BASE_URL": PUBLIC_BASE_URL, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-                             "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_FROM": "+243990000000"})
+    config = {"PUBLIC_BASE_URL": PUBLIC_BASE_URL, "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+              "TWILIO_ACCOUNT_SID": ACCOUNT_SID, "TWILIO_FROM": "+243990000000"}
+    channel = TwilioChannel(twilio_default(config), config)
     rendered = render_payload(_summary_payload(DIRTY), "fr")
     response = channel.reply([rendered, DIRTY, "<b>&amp;</b>"])  # the raw text too: the channel cleans it itself
     body = response.get_data()

@@ -142,7 +142,7 @@ def test_a_delivery_receipt_never_moves_a_status_backwards(app, client, sign, db
     reporter = Reporter(key="k" * 64, opted_out=False)
     db.add(reporter)
     db.flush()
-    message = outbox.record(db, reporter, "Merci", status="sending")
+    message = outbox.record(db, reporter, "Merci", status="sending", provider="twilio")
     message.provider_id = "SM" + "a" * 32
     db.commit()
     path = "/webhooks/twilio/status"

@@ -1,4 +1,22 @@
-"""What the service needs from an SMS gateway; a new gateway is one module implementing it."""
+"""What the service needs from a gateway; a new gateway is one module implementing it.
+
+A channel is one configured connection to a provider (a Twilio account, an Africa's
+Talking short code, an aggregator's HTTP gateway, an SMPP bind). It is split into what
+the core needs from it:
+
+* **inbound**: verify a callback (403 and nothing stored otherwise) and parse it into an
+  `InboundMessage` or a `StatusUpdate`;
+* **sending**: `send()` one SMS, returning the provider's id or raising `SendError`;
+* **mapping**: the provider's delivery statuses and error codes onto ours (`STATUSES`
+  and the flags of `StatusUpdate` and `SendError`); nothing outside a channel module
+  knows a provider's field names, status names or error codes;
+* **rendering**: replies are payloads (`{"msg", "lang", "args", "options"}`) until the
+  channel renders them; SMS channels use `SmsRenderer` (GSM-7 safe text, numbered menus),
+  the voice line will bring its own.
+
+Whether a channel can answer inside the webhook's own response (Twilio's TwiML) or only
+by sending later is `inline_replies`, a property of the channel.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +26,17 @@ from datetime import datetime
 
 from flask import Request, Response
 
-# Outbound statuses in the order they can only move forward; terminal ones share a rank.
-# "handed": given to the provider in the webhook's own answer (TwiML), not known delivered.
-STATUS_RANK = {"queued": 0, "accepted": 0, "scheduled": 0, "sending": 1, "sent": 2, "handed": 2,
-               "delivered": 3, "undelivered": 3, "failed": 3, "canceled": 3, "suppressed": 3, "read": 4}
+from bot import messages
+from bot.gsm7 import safe_text
+
+# Our outbound statuses. queued -> sending -> sent -> delivered | undelivered | failed;
+# "handed": given to the provider in the webhook's own answer (TwiML), not known
+# delivered; "suppressed": never sent (opted out, number expired); "canceled": withdrawn.
+STATUSES = ("queued", "sending", "sent", "handed", "delivered", "undelivered", "failed",
+            "suppressed", "canceled")
+# The order they can only move forward in; terminal ones share a rank.
+STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "handed": 2,
+               "delivered": 3, "undelivered": 3, "failed": 3, "canceled": 3, "suppressed": 3}
 
 
 class BadRequest(ValueError):
@@ -19,17 +44,24 @@ class BadRequest(ValueError):
 
 
 class SendError(RuntimeError):
-    """The gateway refused a message; `retryable` says whether trying later can help.
+    """The gateway refused a message.
 
-    `unknown`: the request may have reached the gateway (a read timeout, a connection cut
-    after sending): the message may be on its way, so it must not be sent blindly again.
+    `retryable`: trying later can help (throttled, provider down). `unknown`: the request
+    may have reached the gateway (a read timeout, a connection cut after sending), so it
+    must not be sent blindly again. `opted_out`: the person stopped messages at the
+    carrier or the provider; `invalid_number`: not a number that can get an SMS. Both of
+    the last are permanent. `retry_after`: seconds the provider asked us to wait.
     """
 
-    def __init__(self, code: str | int | None, retryable: bool, message: str = "", unknown: bool = False):
+    def __init__(self, code: str | int | None, retryable: bool, message: str = "", unknown: bool = False,
+                 opted_out: bool = False, invalid_number: bool = False, retry_after: float | None = None):
         super().__init__(message or f"send failed ({code})")
         self.code = None if code is None else str(code)
-        self.retryable = retryable
+        self.retryable = retryable and not (opted_out or invalid_number)
         self.unknown = unknown
+        self.opted_out = opted_out
+        self.invalid_number = invalid_number
+        self.retry_after = retry_after
 
 
 class LookupUnsupported(RuntimeError):
@@ -44,20 +76,66 @@ class InboundMessage:
     body: str
     received_at: datetime
     raw: dict = field(default_factory=dict, repr=False)  # never stored: it holds the number
+    # what a reply to this message must carry back to the provider (Africa's Talking's
+    # link id); stored with the message, never a phone number
+    reply_context: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class StatusUpdate:
+    """A delivery report, already mapped onto our statuses by the channel."""
+
     provider_id: str
-    status: str
-    error_code: str | None = None
+    status: str  # one of STATUSES
+    error_code: str | None = None  # the provider's own code, kept for operators
+    opted_out: bool = False  # the recipient stopped messages at the carrier
+    invalid_number: bool = False
+
+
+class SmsRenderer:
+    """Payloads to SMS text: the catalogs' wording, numbered menus, GSM-7-safe characters."""
+
+    def render(self, payloads: list[dict], default_language: str) -> str:
+        texts = (messages.render_payload(p, default_language) for p in payloads)
+        return "\n".join(t for t in texts if t)
+
+    def text(self, msg_id: str, language: str) -> str:
+        return messages.render(msg_id, language)
 
 
 class Channel(abc.ABC):
-    """An SMS gateway: verifies and parses its webhooks, replies, and sends."""
+    """One configured gateway. Subclasses set `kind` and implement the abstract methods."""
 
-    name: str
+    kind: str = ""  # the module's name: twilio, africastalking, http, smpp
+    inline_replies = False  # can answer inside the webhook's response
+    renderer = SmsRenderer()
 
+    def __init__(self, settings: dict, app_config: dict):
+        """`settings`: this channel's entry of the channels file (see service/channels/
+        __init__.py); `app_config`: the service's configuration."""
+        self.settings = settings
+        self.name = settings["name"]
+        self.numbers = tuple(settings.get("numbers") or ())
+        self.send_rate = float(settings.get("send_rate") or 0) or None  # segments per second
+        self.public_base_url = str(app_config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+
+    def production_problems(self) -> list[str]:
+        """What makes this channel unsafe in production (a development secret...)."""
+        return []
+
+    # -- routes ------------------------------------------------------------------------
+    def inbound_path(self) -> str:
+        return f"/webhooks/{self.name}/sms"
+
+    def status_path(self) -> str | None:
+        return f"/webhooks/{self.name}/status"
+
+    def status_callback_url(self) -> str | None:
+        """Where the provider should post delivery reports of what we send."""
+        path = self.status_path()
+        return self.public_base_url + path if path and self.public_base_url else None
+
+    # -- inbound -----------------------------------------------------------------------
     @abc.abstractmethod
     def verify(self, request: Request) -> bool:
         """Whether the request really comes from the gateway."""
@@ -67,16 +145,24 @@ class Channel(abc.ABC):
         """The message in an inbound webhook; raises BadRequest."""
 
     @abc.abstractmethod
-    def reply(self, texts: list[str]) -> Response:
-        """The webhook's answer carrying these replies (none: an empty answer)."""
-
-    @abc.abstractmethod
-    def send(self, to: str, body: str, status_callback_url: str | None = None) -> str:
-        """Send one SMS now; returns the gateway's id; raises SendError."""
-
-    @abc.abstractmethod
     def parse_status(self, request: Request) -> StatusUpdate:
-        """A delivery receipt; raises BadRequest."""
+        """A delivery report, mapped onto our statuses; raises BadRequest."""
+
+    def reply(self, texts: list[str]) -> Response:
+        """The webhook's answer carrying these replies; only for inline_replies channels."""
+        if texts:
+            raise NotImplementedError(f"{self.kind} cannot answer inside the webhook")
+        return self.ack()
+
+    def ack(self) -> Response:
+        """The webhook's answer when nothing is said in it."""
+        return Response(status=200)
+
+    # -- sending -----------------------------------------------------------------------
+    @abc.abstractmethod
+    def send(self, to: str, body: str, reply_context: dict | None = None) -> str:
+        """Send one SMS now; returns the gateway's id; raises SendError. `reply_context`:
+        what the message being answered asked a reply to carry (see InboundMessage)."""
 
     def find_sent(self, to: str, body: str, since: datetime) -> str | None:
         """The gateway's id of this message if it took it after `since`, else None.
@@ -84,7 +170,14 @@ class Channel(abc.ABC):
         Used when a send's outcome is unknown; raises LookupUnsupported where the gateway
         keeps no searchable record, SendError when it cannot be asked now.
         """
-        raise LookupUnsupported(self.name)
+        raise LookupUnsupported(self.kind)
+
+    # -- rendering ---------------------------------------------------------------------
+    def render(self, payloads: list[dict], default_language: str) -> str:
+        return self.renderer.render(payloads, default_language)
+
+    def safe(self, text: str) -> str:
+        return safe_text(text)
 
 
 def moves_forward(current: str | None, new: str) -> bool:

@@ -18,11 +18,17 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.gsm7 import safe_text
 from service.channels.base import BadRequest, Channel, InboundMessage, SendError, StatusUpdate
+from service.config import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_FROM, DEV_VALUES
 from service.privacy import InvalidNumber, normalise
 
 API = "https://api.twilio.com"
-# 21610: the number sent STOP to the carrier; 21614: not a mobile number; 21211: invalid number
-PERMANENT = {"21610", "21614", "21211", "21612", "21408"}
+# Twilio's error codes: the person sent STOP to the carrier; not a mobile number / invalid
+OPTED_OUT = {"21610"}
+INVALID_NUMBER = {"21614", "21211", "21612", "21408", "21217", "30006"}
+# Twilio's message statuses onto ours: with the provider (queued, sending...) is "sent"
+STATUS_MAP = {"accepted": "sent", "scheduled": "sent", "queued": "sent", "sending": "sent", "sent": "sent",
+              "delivered": "delivered", "read": "delivered", "partially_delivered": "delivered",
+              "undelivered": "undelivered", "failed": "failed", "canceled": "canceled"}
 
 
 def _never_connected(exc: Exception) -> bool:
@@ -47,16 +53,23 @@ class BaseUrlHttpClient(TwilioHttpClient):
 
 
 class TwilioChannel(Channel):
-    name = "twilio"
+    """Twilio, or Somleng (the same API and signatures at another base URL: `api_base`)."""
 
-    def __init__(self, config: dict):
-        self.public_base_url = config["PUBLIC_BASE_URL"].rstrip("/")
-        self.validator = RequestValidator(config["TWILIO_AUTH_TOKEN"])
-        self.sender = config.get("TWILIO_FROM")
-        self.messaging_service = config.get("TWILIO_MESSAGING_SERVICE_SID")
-        http = BaseUrlHttpClient(config["TWILIO_API_BASE"], timeout=15) if config.get("TWILIO_API_BASE") \
+    kind = "twilio"
+    inline_replies = True
+
+    def __init__(self, settings: dict, app_config: dict):
+        super().__init__(settings, app_config)
+        if not settings.get("account_sid") or not settings.get("auth_token"):
+            raise ValueError("account_sid and auth_token are required")
+        self.validator = RequestValidator(settings["auth_token"])
+        self.sender = settings.get("from")
+        self.messaging_service = settings.get("messaging_service_sid")
+        if not self.sender and not self.messaging_service:
+            raise ValueError("from or messaging_service_sid is required")
+        http = BaseUrlHttpClient(settings["api_base"], timeout=15) if settings.get("api_base") \
             else TwilioHttpClient(timeout=15)
-        self.client = Client(config["TWILIO_ACCOUNT_SID"], config["TWILIO_AUTH_TOKEN"], http_client=http)
+        self.client = Client(settings["account_sid"], settings["auth_token"], http_client=http)
 
     def verify(self, request: Request) -> bool:
         signature = request.headers.get("X-Twilio-Signature", "")
@@ -90,20 +103,35 @@ class TwilioChannel(Channel):
             twiml.message(safe_text(text))
         return Response(str(twiml), mimetype="text/xml")
 
-    def send(self, to: str, body: str, status_callback_url: str | None = None) -> str:
+    def production_problems(self) -> list[str]:
+        problems = []
+        if self.settings.get("account_sid") in (DEV_TWILIO_ACCOUNT_SID, "", None):
+            problems.append("account_sid is the development value")
+        if self.settings.get("auth_token") in DEV_VALUES:
+            problems.append("auth_token is a development value")
+        if not self.messaging_service and self.sender in (DEV_TWILIO_FROM, "", None):
+            problems.append("from is the fake development sender")
+        return problems
+
+    def inbound_path(self) -> str:
+        return f"/webhooks/{self.name}/sms"  # the default channel "twilio": /webhooks/twilio/sms
+
+    def send(self, to: str, body: str, reply_context: dict | None = None) -> str:
         params = {"to": to, "body": body}
         if self.messaging_service:
             params["messaging_service_sid"] = self.messaging_service
         else:
             params["from_"] = self.sender
-        if status_callback_url:
-            params["status_callback"] = status_callback_url
+        callback = self.status_callback_url()
+        if callback:
+            params["status_callback"] = callback
         try:
             return self.client.messages.create(**params).sid
         except TwilioRestException as exc:  # Twilio answered: the message was not created
             code = str(exc.code) if exc.code else None
-            retryable = code not in PERMANENT and (exc.status >= 500 or exc.status == 429)
-            raise SendError(code or exc.status, retryable, f"twilio: HTTP {exc.status} code {code}") from None
+            retryable = exc.status >= 500 or exc.status == 429
+            raise SendError(code or exc.status, retryable, f"twilio: HTTP {exc.status} code {code}",
+                            opted_out=code in OPTED_OUT, invalid_number=code in INVALID_NUMBER) from None
         except (requests.ConnectTimeout, requests.ConnectionError) as exc:
             if _never_connected(exc):
                 raise SendError(None, True, f"twilio: {type(exc).__name__}") from None
@@ -130,4 +158,7 @@ class TwilioChannel(Channel):
         sid, status = form.get("MessageSid") or form.get("SmsSid"), form.get("MessageStatus") or form.get("SmsStatus")
         if not sid or not status:
             raise BadRequest("MessageSid and MessageStatus are required")
-        return StatusUpdate(sid, status.lower(), form.get("ErrorCode") or None)
+        status = status.lower()
+        code = form.get("ErrorCode") or None
+        return StatusUpdate(sid, STATUS_MAP.get(status, "failed" if code else "sent"), code,
+                            opted_out=code in OPTED_OUT, invalid_number=code in INVALID_NUMBER)
