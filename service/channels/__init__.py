@@ -34,6 +34,10 @@ from service.channels.base import (
 # kind -> "module:Class"; adding a gateway is one module and one line here.
 KINDS = {
     "twilio": "service.channels.twilio:TwilioChannel",
+    "somleng": "service.channels.twilio:TwilioChannel",  # Twilio's API at Somleng's base URL (api_base)
+    "africastalking": "service.channels.africastalking:AfricasTalkingChannel",
+    "http": "service.channels.http:HttpGatewayChannel",
+    "smpp": "service.channels.smpp:SmppChannel",
 }
 
 __all__ = ["BadRequest", "Channel", "Channels", "ChannelConfigError", "InboundMessage", "LookupUnsupported",
