@@ -66,6 +66,9 @@ hommes homme civils civil victimes victime otages otage enleves enleve kidnappes
 filles fille garcons garcon eleves cadavres corps deces
 watu mtu watoto mtoto wanawake mwanamke wanaume mwanaume wasichana msichana vijana kijana raia wakimbizi
 wamekufa waliokufa wameuawa waliouawa maiti majeruhi wazee familia wanafunzi wametekwa walitekwa
+wamejeruhiwa wameumia wamebebwa wamebakwa walibakwa
+bantu muntu batoto bamama bamekufa baliokufa bameuawa baliouawa bamejeruhiwa bameumia bametekwa
+bamebebwa bamebakwa
 bato moto bana mwana basi mwasi mibali mobali bakufi babomami bilenge
 """.split()) | set("""
 cultivateurs cultivateur agriculteurs agriculteur paysans paysan eleveurs eleveur pecheurs pecheur

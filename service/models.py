@@ -106,7 +106,7 @@ class Place(Base):
     admin2_name: Mapped[str | None] = mapped_column(String(128))
     lat: Mapped[float | None] = mapped_column(Float)
     lon: Mapped[float | None] = mapped_column(Float)
-    source: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[str | None] = mapped_column(String(1000))  # a URL or a dataset's name
 
 
 class Alert(Base):

@@ -193,3 +193,22 @@ def test_the_stored_words_and_the_home_area_are_read(action_database, tmp_path):
     engine.dispose()
     assert common.home_area(tracker()) is None  # no located alert yet
     assert common.original_text(tracker(message_id="12", text="salut")) == "salut"  # no such message
+
+
+def test_a_submission_without_a_confirmed_draft_fails_instead_of_filing_an_empty_alert(action_database, tmp_path):
+    """Rasa carries on after a failed action with its events lost, so a form whose
+    validation failed (a database error) looks finished and the rules ask for the
+    submission: it must fail (the service retries the message), never tell the reporter
+    "recorded" for an empty alert. Found on PostgreSQL by the integration suite."""
+    from service.actions.commands import SubmitAlert
+
+    url = action_database(f"sqlite:///{tmp_path / 'actions.db'}")
+    from service.db import make_engine
+
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    dispatcher = CollectingDispatcher()
+    with pytest.raises(RuntimeError, match="confirmed"):
+        asyncio.run(SubmitAlert().run(dispatcher, tracker(), {}))
+    assert dispatcher.messages == []

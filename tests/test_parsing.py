@@ -185,3 +185,18 @@ def test_day_of_the_month(text, at):
 def test_a_count_after_le_is_not_a_date():
     assert parse_when("le 12 personnes tuees", NOW) is None
 
+
+
+@pytest.mark.parametrize("text,number", [
+    # Congolese Swahili: bantu for watu, ba- verb prefixes, French numbers inside
+    ("bantu wawili bamekufa ku Beni", 2), ("ba militaires bameua bantu trois ku Beni", 3),
+    ("bantu deux bamekufa usiku", 2), ("bamebeba bantu 6 mu pori", 6), ("bantu wanne bamejeruhiwa", 4),
+    ("bamama 4 bamebakwa njiani", 4),
+])
+def test_congolese_swahili_counts(text, number):
+    assert parse_people(text) == PeopleCount(number, False)
+
+
+@pytest.mark.parametrize("text", ["bantu ya silaha 5 bamepita ku Beni", "nyumba tatu zimechomwa na bantu ya silaha"])
+def test_congolese_swahili_perpetrators_and_things_are_not_victims(text):
+    assert parse_people(text) is None

@@ -175,6 +175,12 @@ class SubmitAlert(Action):
         flow = alert_flow()
         lang = tracker.get_slot("language") or language(tracker)
         draft_id = tracker.get_slot("draft_id")
+        if tracker.get_slot("confirmed") is not True or draft_id is None:
+            # Rasa goes on after a failed action with its events lost: a form whose
+            # validation failed looks finished and the rules call us. Filing an empty
+            # alert and telling the reporter "recorded" would lose the report: fail, so
+            # the turn says nothing and the service tries the message again.
+            raise RuntimeError("submit without a confirmed draft: the form's last turn failed")
         values = {name: tracker.get_slot(name) for name in flow.slots + list(HELPERS)}
         _save_draft(tracker, flow, values, lang, draft_id, tracker.get_slot("description"))
         with session_scope() as session:

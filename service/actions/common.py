@@ -58,8 +58,13 @@ def language(tracker) -> str:
 
 
 def understand(tracker) -> Understanding:
+    """Rasa's parse of the turn, read with the reporter's own words (as the API does):
+    the place as written keeps its capitals and accents."""
     message = tracker.latest_message or {}
-    return interpret(user_text(tracker), message, now=received_at(tracker),
+    text = user_text(tracker)
+    if text:
+        text = original_text(tracker) or text
+    return interpret(text, message, now=received_at(tracker),
                      stated_language=metadata(tracker).get("language"),
                      previous_language=tracker.get_slot("language"), near_admin2=home_area(tracker))
 

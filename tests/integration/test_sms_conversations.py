@@ -262,7 +262,8 @@ def _answer_until_confirm(reporter, reply, lang):
         if says(reply, "confirm", lang):
             return reply
         assert not says(reply, "ask_place_choice", lang) and not says(reply, "ask_place", lang), reply
-        msg = next(m for m in answers if says(reply, m, lang))
+        msg = next((m for m in answers if says(reply, m, lang)), None)
+        assert msg is not None, f"an unexpected reply: {reply!r}"
         reply = reporter.send(answers[msg])
     return reply
 
