@@ -1,0 +1,160 @@
+"""A complete alert conversation in each language over each local gateway, end to end:
+the gateway's real callback format into the Flask app, the trained Rasa server, the
+action server, Redis and SQLite or PostgreSQL; replies leave through the gateway's real
+client (Africa's Talking's SDK, the twilio library at Somleng's base URL, our signed
+HTTP POST) to a stand-in speaking its wire format, and are read back from it."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+from twilio.request_validator import RequestValidator
+
+from service.db import get_session
+from service.models import Alert, Message
+from tests.africastalking_standin import AfricasTalkingStandin
+from tests.integration.phone import replies, says
+from tests.twilio_standin import TwilioStandin
+
+AT_USER, AT_PASSWORD, SHORT_CODE = "at", "integration-callback-secret", "12345"
+SOMLENG_SID, SOMLENG_TOKEN, SOMLENG_FROM = "AC" + "7" * 32, "integration-somleng-token", "+243810000200"
+FULL = {
+    "fr": ["bonjour", "ils ont attaque notre village", "Oicha", "hier soir", "deux morts", "ADF", "oui"],
+    "sw": ["habari", "wameshambulia kijiji chetu", "Kiwanja", "jana usiku", "2", "M23", "ndiyo"],
+    "ln": ["mbote", "babundisi mboka na biso", "Bunia", "lobi na butu", "3", "CODECO", "iyo"],
+}
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def at_standin():
+    standin = AfricasTalkingStandin("alerte", "integration-at-key").start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def somleng_standin():
+    standin = TwilioStandin().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def gateways_app(app_config, twilio_standin, at_standin, somleng_standin):
+    from service.app import create_app
+
+    channels = [
+        {"name": "twilio", "kind": "twilio", "account_sid": app_config["TWILIO_ACCOUNT_SID"],
+         "auth_token": app_config["TWILIO_AUTH_TOKEN"], "from": "+243990000000",
+         "api_base": twilio_standin.url, "default": True},
+        {"name": "africastalking", "kind": "africastalking", "username": "alerte", "api_key": "integration-at-key",
+         "short_code": SHORT_CODE, "callback_user": AT_USER, "callback_password": AT_PASSWORD,
+         "api_base": at_standin.url},
+        {"name": "somleng", "kind": "somleng", "account_sid": SOMLENG_SID, "auth_token": SOMLENG_TOKEN,
+         "from": SOMLENG_FROM, "api_base": somleng_standin.url},
+    ]
+    return create_app({**app_config, "CHANNELS": json.dumps(channels)})
+
+
+@pytest.fixture
+def run_worker_for():
+    """run_worker_for(app)() runs the queued jobs now, with a real RQ worker (burst mode)."""
+    from rq import SimpleWorker
+
+    def make(app):
+        def run():
+            with app.app_context():
+                queue = app.extensions["queue"]
+                SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        return run
+    return make
+
+
+def _number() -> str:
+    return f"+24381{os.getpid() % 100:02d}{next(_numbers):05d}"
+
+
+class AtPhone:
+    """A reporter on Africa's Talking: callbacks with Basic credentials, replies sent later."""
+
+    def __init__(self, app, standin):
+        self.app, self.client, self.standin, self.number = app, app.test_client(), standin, _number()
+        self.seen = 0
+
+    def post(self, text: str, message_id: str | None = None):
+        form = {"from": self.number, "to": SHORT_CODE, "text": text, "id": message_id or str(uuid.uuid4()),
+                "date": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                "networkCode": "63001"}
+        auth = base64.b64encode(f"{AT_USER}:{AT_PASSWORD}".encode()).decode()
+        return self.client.post("/webhooks/africastalking/sms", data=form, headers={"Authorization": "Basic " + auth})
+
+    def send(self, text: str, run_worker) -> str:
+        assert self.post(text).status_code == 200
+        run_worker()  # the reply leaves through the SDK, by the send job
+        mine = [m for m in self.standin.sent if m.to == self.number]
+        new, self.seen = mine[self.seen:], len(mine)
+        return "\n".join(m.message for m in new)
+
+
+class SomlengPhone:
+    """A reporter on Somleng: Twilio-signed callbacks with Somleng's token, TwiML answers."""
+
+    def __init__(self, app):
+        self.client, self.number = app.test_client(), _number()
+
+    def send(self, text: str, run_worker=None) -> str:
+        params = {"From": self.number, "To": SOMLENG_FROM, "Body": text, "MessageSid": "SM" + uuid.uuid4().hex,
+                  "AccountSid": SOMLENG_SID}
+        path = "/webhooks/somleng/sms"
+        signature = RequestValidator(SOMLENG_TOKEN).compute_signature("https://alerts.example.org" + path, params)
+        response = self.client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+        assert response.status_code == 200
+        return replies(response.get_data(as_text=True))
+
+
+def _alerts(app):
+    with app.app_context():
+        return get_session().scalars(select(Alert).options(selectinload(Alert.place))
+                                     .where(Alert.status == "new")).all()
+
+
+QUESTIONS = ["welcome", "ask_place", "ask_when", None, "ask_perpetrator", "confirm", "submitted"]
+
+
+@pytest.mark.parametrize("gateway", ["africastalking", "somleng"])
+@pytest.mark.parametrize("lang", ["fr", "sw", "ln"])
+def test_a_reporter_completes_an_alert_over_a_local_gateway(gateways_app, at_standin, gateway, lang, run_worker_for):
+    phone = AtPhone(gateways_app, at_standin) if gateway == "africastalking" else SomlengPhone(gateways_app)
+    run = run_worker_for(gateways_app)
+    for text, expected in zip(FULL[lang], QUESTIONS):
+        reply = phone.send(text, run)
+        if expected:  # the people question depends on the kind of report
+            assert says(reply, expected, lang), f"{gateway}: {text!r} -> {reply!r}, expected {expected} in {lang}"
+    [alert] = _alerts(gateways_app)
+    assert alert.category == "ATTACK" and alert.language == lang and alert.place is not None
+    assert alert.reference in reply
+    with gateways_app.app_context():
+        rows = get_session().scalars(select(Message)).all()
+    assert {m.provider for m in rows} == {gateway}  # every reply left by the channel used
+    assert len([m for m in rows if m.direction == "in"]) == len(FULL[lang])
+
+
+def test_a_repeated_africastalking_callback_is_one_message_and_one_reply(gateways_app, at_standin, run_worker_for):
+    phone = AtPhone(gateways_app, at_standin)
+    message_id = str(uuid.uuid4())
+    assert phone.post("bonjour", message_id).status_code == 200
+    assert phone.post("bonjour", message_id).status_code == 200
+    run_worker_for(gateways_app)()
+    with gateways_app.app_context():
+        rows = get_session().scalars(select(Message)).all()
+    assert len([m for m in rows if m.direction == "in"]) == 1
+    assert len([m for m in at_standin.sent if m.to == phone.number]) == 1
