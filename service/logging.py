@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import re
 
-PHONE = re.compile(r"\+?\d{9,15}")
+# a run of 9-15 digits, not inside a longer word: a provider's message id such as
+# ATXid_12345678901 or SM9f3a... stays readable, so it can be matched to its receipt
+PHONE = re.compile(r"(?<![A-Za-z0-9_])(?:%2[Bb]|\+)?\d{9,15}(?![A-Za-z0-9_])")  # %2B: url-encoded +
 REDACTED = "[phone]"
 
 

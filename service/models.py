@@ -82,7 +82,7 @@ class Message(Base):
     # out: queued -> sending (claimed) -> sent (the provider took it) -> delivered | undelivered
     #      | failed; handed (given in the webhook's own answer); suppressed (opted out)
     status: Mapped[str] = mapped_column(String(16))
-    error_code: Mapped[str | None] = mapped_column(String(16))
+    error_code: Mapped[str | None] = mapped_column(String(64))  # the provider's code or reason
     failure_reason: Mapped[str | None] = mapped_column(String(200))  # the last error, for operators
     claimed_at: Mapped[datetime | None]  # when a turn or a send was claimed: a stale claim is recovered
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -31,7 +31,8 @@ def write(directory: str | Path, identity: Identity, provider: str, inbound: Inb
     path = folder / (name + SUFFIX)
     record = {"provider": provider, "provider_id": inbound.provider_id,
               "sender": identity.encrypt(inbound.sender), "recipient": inbound.recipient,
-              "body": inbound.body, "received_at": inbound.received_at.isoformat()}
+              "body": inbound.body, "received_at": inbound.received_at.isoformat(),
+              "reply_context": inbound.reply_context or {}}  # what a reply must carry back (no number)
     temporary = folder / (name + ".tmp")
     with temporary.open("w", encoding="utf-8") as handle:
         json.dump(record, handle, ensure_ascii=False)
@@ -68,7 +69,8 @@ def read(path: Path, identity: Identity) -> tuple[str, InboundMessage] | None:
             raise ValueError("sender not decryptable with the configured keys")
         return record["provider"], InboundMessage(
             provider_id=record["provider_id"], sender=sender, recipient=record.get("recipient"),
-            body=record.get("body") or "", received_at=datetime.fromisoformat(record["received_at"]))
+            body=record.get("body") or "", received_at=datetime.fromisoformat(record["received_at"]),
+            reply_context=dict(record.get("reply_context") or {}))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.error("spool file %s unreadable, set aside as .bad for an operator: %s", path.name, exc)
         try:

@@ -304,8 +304,8 @@ def test_delivery_reports_only_move_forward(app, at_in, db, at_standin, report):
 
 @pytest.mark.parametrize("status, reason, ours, code", [
     ("Failed", "AbsentSubscriber", "undelivered", "AbsentSubscriber"),
-    ("Rejected", "InsufficientCredit", "failed", "InsufficientCred"),
-    ("Failed", "UnsupportedNumberType", "undelivered", "UnsupportedNumbe"),  # error_code holds 16
+    ("Rejected", "InsufficientCredit", "failed", "InsufficientCredit"),
+    ("Failed", "UnsupportedNumberType", "undelivered", "UnsupportedNumberType"),  # kept whole (error_code: 64)
     ("Rejected", None, "failed", None),
     ("Queued", None, "sent", None),
     ("SomethingNew", "DeliveryFailure", "failed", "DeliveryFailure"),

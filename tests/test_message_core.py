@@ -288,3 +288,21 @@ def test_messages_spooled_during_an_outage_are_answered_in_the_order_they_were_w
         jobs.sweep()
     scheduler.work(app, burst=True)
     assert [c["text"] for c in engine.calls] == ["wanamgambo wameingia kasindi", "wako wengi sana"]
+
+
+def test_a_spooled_message_keeps_what_its_reply_must_carry_back(tmp_path):
+    """Africa's Talking's link id survives a database outage, so the premium reply to a
+    spooled message still carries it; the number is encrypted on disk."""
+    from datetime import datetime, timezone
+
+    from service.channels.base import InboundMessage
+    from service.privacy import Identity
+
+    identity = Identity("spool-test-secret")
+    inbound = InboundMessage(provider_id="ATXid_1", sender=REPORTER, recipient="12345", body="bjr",
+                             received_at=datetime.now(timezone.utc), reply_context={"link_id": "link-42"})
+    path = spool.write(tmp_path, identity, "africastalking", inbound)
+    assert REPORTER not in path.read_text(encoding="utf-8")
+    provider, back = spool.read(path, identity)
+    assert provider == "africastalking" and back.reply_context == {"link_id": "link-42"}
+    assert back.sender == REPORTER and back.provider_id == "ATXid_1"

@@ -82,3 +82,16 @@ def test_a_whole_conversation_leaves_no_number_in_logs_or_database(app, text_in,
     for table in ("reporters", "conversations", "messages"):
         for row in db.execute(text(f"SELECT * FROM {table}")):
             assert "990000001" not in " ".join(str(v) for v in row)
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("sent to +243990000001 as ATXid_123456789012", "ATXid_123456789012"),
+    ("receipt SM12345678901234567890ab moved to delivered", "SM12345678901234567890ab"),
+])
+def test_redaction_hides_numbers_but_keeps_provider_ids(line, kept):
+    assert "+243990000001" not in redact(line) and kept in redact(line)
+
+
+@pytest.mark.parametrize("line", ["From=%2B243990000001&Body=x", "to 243990000001.", "tel:0990000001"])
+def test_redaction_hides_numbers_in_their_usual_forms(line):
+    assert "990000001" not in redact(line)

@@ -58,7 +58,7 @@ from service.privacy import InvalidNumber, normalise
 log = logging.getLogger(__name__)
 
 MAX_ID = 64  # messages.provider_id
-MAX_CODE = 16  # messages.error_code: longer failure reasons are cut to it
+MAX_CODE = 64  # messages.error_code: longer failure reasons are cut to it
 
 # Per-recipient statusCode of a send: accepted (Processed, Sent, Queued)...
 ACCEPTED = {100, 101, 102}
