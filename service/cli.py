@@ -22,6 +22,7 @@ EXTERNAL = {
     "chat": "service.chat:cli",
     "places": "bot.gazetteer_import:cli",
     "keys": "service.keys:cli",
+    "smpp": "service.channels.smpp_link:cli",
 }
 
 

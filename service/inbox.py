@@ -364,6 +364,10 @@ def _give_up(session: Session, message: Message) -> None:
 
 
 def _send_now(svc: Services, message_id: int) -> None:
+    message = svc.session.get(Message, message_id)
+    if message is not None and svc.channels.get(message.provider).send_queue:  # only its own process sends
+        queue.enqueue_send(svc.queue, message_id)
+        return
     try:
         svc.send(message_id)
     except SendError as exc:  # left queued: its own job retries it

@@ -79,12 +79,18 @@ def clear_mark(connection: redis.Redis, reporter_id: int) -> None:
         pass  # it expires by itself
 
 
-def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False) -> bool:
+def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False,
+                 queue_name: str | None = None) -> bool:
     """Queue one send; False if Redis is down (the sweep will find the row queued).
 
     `unless_waiting` (the sweep): leave a job that is queued or waiting for its retry
-    alone, so its retry count is not reset.
+    alone, so its retry count is not reset. The job goes on `queue_name`, else on the
+    send queue of the message's channel where it names one (an SMPP bind sends only from
+    its own process), else on `queue`.
     """
+    name = queue_name or _send_queue_of(message_id)
+    if name and name != queue.name:
+        queue = Queue(name, connection=queue.connection)
     try:
         if unless_waiting:
             job = Job.fetch(f"send-{message_id}", connection=queue.connection) \
@@ -98,3 +104,25 @@ def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False) ->
         log.warning("Redis down: message %s left queued for the sweep", message_id)
         return False
 
+
+def _send_queue_of(message_id: int) -> str | None:
+    """The send queue of the message's channel (inside an app context), if any channel
+    has one: a row this session already holds, else one look-up by primary key."""
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return None
+    channels = current_app.extensions.get("channels")
+    if channels is None or not any(c.send_queue for c in channels):
+        return None
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.db import get_session
+    from service.models import Message
+
+    try:
+        message = get_session().get(Message, message_id)
+    except SQLAlchemyError:
+        log.warning("message %s: its channel unknown (database error); default send queue", message_id)
+        return None
+    return channels.get(message.provider).send_queue if message is not None else None

@@ -56,24 +56,32 @@ def status(name: str):
         update = channel.parse_status(request)
     except BadRequest as exc:
         return _bad_request(str(exc))
-    session = get_session()
+    record_status(get_session(), channel, update)
+    return Response(status=204)
+
+
+def record_status(session, channel, update) -> Message | None:
+    """Apply a delivery report (a webhook's, or an SMPP receipt); the message, or None if
+    no message of this channel has that provider id."""
     message = session.scalar(select(Message).where(Message.provider == channel.name,
                                                    Message.provider_id == update.provider_id))
     if message is None:  # not ours, or sent before the row was written: nothing to move
-        return Response(status=204)
+        return None
     if moves_forward(message.status, update.status):
         message.status = update.status
         message.error_code = update.error_code or message.error_code
     if update.opted_out and message.reporter_id:  # stopped at the carrier: every send stops
         reporters.opt_out(session, session.get(Reporter, message.reporter_id))
     session.commit()
-    return Response(status=204)
+    return message
 
 
 def init_app(app) -> None:
     """One inbound and one status route per configured channel."""
     bp = Blueprint("webhooks", __name__)
     for channel in app.extensions["channels"]:
+        if channel.inbound_path() is None:  # no webhooks (an SMPP bind)
+            continue
         bp.add_url_rule(channel.inbound_path(), f"receive_{channel.name}", receive,
                         methods=["POST"], defaults={"name": channel.name})
         if channel.status_path():

@@ -108,6 +108,7 @@ class Channel(abc.ABC):
 
     kind: str = ""  # the module's name: twilio, africastalking, http, smpp
     inline_replies = False  # can answer inside the webhook's response
+    send_queue: str | None = None  # its own RQ queue, where only one process can send (an SMPP bind)
     renderer = SmsRenderer()
 
     def __init__(self, settings: dict, app_config: dict):
