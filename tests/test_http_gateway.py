@@ -359,7 +359,7 @@ def test_an_undelivered_report_keeps_the_gateways_error(app, client, db, gateway
     assert client.post(STATUS1, data=body, headers=signed(body)).status_code == 204
     db.rollback()
     message = db.get(Message, message.id)
-    assert (message.status, message.error_code) == ("failed", "Absent subscriber"[:16])
+    assert (message.status, message.error_code) == ("failed", "Absent subscriber")
 
 
 def test_a_report_saying_the_person_opted_out_opts_them_out(app, client, db, gateway):
@@ -403,7 +403,7 @@ def test_an_invalid_number_fails_without_retry_or_opt_out(app, db, gateway):
     assert jobs.send_message(message.id) == "failed"
     db.rollback()
     assert not db.get(Reporter, reporter.id).opted_out
-    assert db.get(Message, message.id).error_code == "InvalidPhoneNumber"[:16]
+    assert db.get(Message, message.id).error_code == "InvalidPhoneNumber"
 
 
 def test_a_429_is_retried_after_the_time_the_gateway_asked(app, db, gateway):

@@ -121,7 +121,7 @@ STATUS_MAP = {"queued": "sent", "sending": "sent", "sent": "sent", "delivered": 
 REPORTABLE = {"sent", "delivered", "undelivered", "failed", "canceled"}
 
 MAX_ID = 64  # messages.provider_id
-MAX_CODE = 16  # messages.error_code
+MAX_CODE = 64  # messages.error_code
 MAX_RECIPIENT = 32
 DIGITS = re.compile(r"\+?\d[\d\s().\-]{4,}\d")  # anything that could be a phone number
 

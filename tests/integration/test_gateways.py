@@ -1,12 +1,14 @@
 """A complete alert conversation in each language over each local gateway, end to end:
 the gateway's real callback format into the Flask app, the trained Rasa server, the
 action server, Redis and SQLite or PostgreSQL; replies leave through the gateway's real
-client (Africa's Talking's SDK, the twilio library at Somleng's base URL, our signed
-HTTP POST) to a stand-in speaking its wire format, and are read back from it."""
+client (Africa's Talking's SDK, the twilio library at Somleng's base URL, the generic
+gateway's signed HTTP POST) to a stand-in speaking its wire format, and are read back from it."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -21,10 +23,12 @@ from twilio.request_validator import RequestValidator
 from service.db import get_session
 from service.models import Alert, Message
 from tests.africastalking_standin import AfricasTalkingStandin
+from tests.http_gateway_standin import HttpGatewayStandin
 from tests.integration.phone import replies, says
 from tests.twilio_standin import TwilioStandin
 
 AT_USER, AT_PASSWORD, SHORT_CODE = "at", "integration-callback-secret", "12345"
+HTTP_SECRET, HTTP_SEND_SECRET = "integration-relay-secret-0123", "integration-relay-send-secret-0123"
 SOMLENG_SID, SOMLENG_TOKEN, SOMLENG_FROM = "AC" + "7" * 32, "integration-somleng-token", "+243810000200"
 FULL = {
     "fr": ["bonjour", "ils ont attaque notre village", "Oicha", "hier soir", "deux morts", "ADF", "oui"],
@@ -49,7 +53,14 @@ def somleng_standin():
 
 
 @pytest.fixture
-def gateways_app(app_config, twilio_standin, at_standin, somleng_standin):
+def relay_standin():
+    standin = HttpGatewayStandin(HTTP_SEND_SECRET).start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def gateways_app(app_config, twilio_standin, at_standin, somleng_standin, relay_standin):
     from service.app import create_app
 
     channels = [
@@ -61,6 +72,8 @@ def gateways_app(app_config, twilio_standin, at_standin, somleng_standin):
          "api_base": at_standin.url},
         {"name": "somleng", "kind": "somleng", "account_sid": SOMLENG_SID, "auth_token": SOMLENG_TOKEN,
          "from": SOMLENG_FROM, "api_base": somleng_standin.url},
+        {"name": "relay1", "kind": "http", "secret": HTTP_SECRET, "send_secret": HTTP_SEND_SECRET,
+         "send_url": relay_standin.send_url, "from": "+243990000100"},
     ]
     return create_app({**app_config, "CHANNELS": json.dumps(channels)})
 
@@ -105,6 +118,25 @@ class AtPhone:
         return "\n".join(m.message for m in new)
 
 
+class RelayPhone:
+    """A reporter behind an aggregator's HTTP gateway: signed JSON in, signed JSON out."""
+
+    def __init__(self, app, standin):
+        self.client, self.standin, self.number, self.seen = app.test_client(), standin, _number(), 0
+
+    def send(self, text: str, run_worker) -> str:
+        body = json.dumps({"from": self.number, "to": "+243990000100", "text": text,
+                           "id": uuid.uuid4().hex}).encode()
+        signature = "sha256=" + hmac.new(HTTP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        response = self.client.post("/webhooks/http/relay1/sms", data=body,
+                                    headers={"X-Alerte-Signature": signature, "Content-Type": "application/json"})
+        assert response.status_code == 200
+        run_worker()
+        mine = [m for m in self.standin.sent if m.to == self.number]
+        new, self.seen = mine[self.seen:], len(mine)
+        return "\n".join(m.text for m in new)
+
+
 class SomlengPhone:
     """A reporter on Somleng: Twilio-signed callbacks with Somleng's token, TwiML answers."""
 
@@ -130,10 +162,13 @@ def _alerts(app):
 QUESTIONS = ["welcome", "ask_place", "ask_when", None, "ask_perpetrator", "confirm", "submitted"]
 
 
-@pytest.mark.parametrize("gateway", ["africastalking", "somleng"])
+@pytest.mark.parametrize("gateway", ["africastalking", "relay1", "somleng"])
 @pytest.mark.parametrize("lang", ["fr", "sw", "ln"])
-def test_a_reporter_completes_an_alert_over_a_local_gateway(gateways_app, at_standin, gateway, lang, run_worker_for):
-    phone = AtPhone(gateways_app, at_standin) if gateway == "africastalking" else SomlengPhone(gateways_app)
+def test_a_reporter_completes_an_alert_over_a_local_gateway(gateways_app, at_standin, relay_standin, gateway, lang,
+                                                            run_worker_for):
+    phone = {"africastalking": lambda: AtPhone(gateways_app, at_standin),
+             "relay1": lambda: RelayPhone(gateways_app, relay_standin),
+             "somleng": lambda: SomlengPhone(gateways_app)}[gateway]()
     run = run_worker_for(gateways_app)
     for text, expected in zip(FULL[lang], QUESTIONS):
         reply = phone.send(text, run)
