@@ -12,11 +12,14 @@ import re
 import unicodedata
 
 # GSM 03.38 basic character set and the extension table (each extension char costs 2).
-BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-EXTENSION = set("^{}\\[~]|€\f")
+# GSM 03.38: the default alphabet (position = septet value; 0x1B is the escape) and
+# the extension table (septet after the escape -> character)
+ALPHABET = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+            "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+EXTENSION_CODES = {0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~",
+                   0x3E: "]", 0x40: "|", 0x65: "€"}
+BASIC = set(ALPHABET)
+EXTENSION = set(EXTENSION_CODES.values())
 
 REPLACEMENTS = {
     "ɛ": "e", "Ɛ": "E", "ɔ": "o", "Ɔ": "O", "œ": "oe", "Œ": "OE",

@@ -146,8 +146,8 @@ def _send_notice(svc: Services, channel, reporter_id: int, message_id: int, text
         notice = outbox.record(svc.session, reporter, "\n".join(texts), reply_to=message,
                                provider=channel.name, language=message.language)
         svc.session.commit()
-        if notice.status == "queued":
-            queue.enqueue_send(svc.queue, notice.id)
+        if notice.status == "queued":  # before the job that will answer the message
+            queue.enqueue_send(svc.queue, notice.id, first=True)
     except (SQLAlchemyError, redis.RedisError):
         log.exception("message %s: the received notice was not sent", message_id)
         svc.session.rollback()

@@ -113,7 +113,8 @@ def send(session: Session, message_id: int, channels: Channels, identity: Identi
     if claimed.rowcount != 1:
         return "sending"
     try:
-        provider_id = channel.send(number, message.body, (reply_to.reply_context if reply_to else None) or None)
+        provider_id = channel.send(number, message.body, (reply_to.reply_context if reply_to else None) or None,
+                                   idempotency_key=f"alerte-{message.id}")
     except SendError as exc:
         if exc.unknown:
             return _unknown(session, message, channel, number, claimed_at, exc)

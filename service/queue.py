@@ -80,13 +80,14 @@ def clear_mark(connection: redis.Redis, reporter_id: int) -> None:
 
 
 def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False,
-                 queue_name: str | None = None) -> bool:
+                 queue_name: str | None = None, first: bool = False) -> bool:
     """Queue one send; False if Redis is down (the sweep will find the row queued).
 
     `unless_waiting` (the sweep): leave a job that is queued or waiting for its retry
     alone, so its retry count is not reset. The job goes on `queue_name`, else on the
     send queue of the message's channel where it names one (an SMPP bind sends only from
-    its own process), else on `queue`.
+    its own process), else on `queue`. `first`: ahead of the jobs already waiting (the
+    "received" notice goes before the answer that a job will give).
     """
     name = queue_name or _send_queue_of(message_id)
     if name and name != queue.name:
@@ -98,7 +99,7 @@ def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False,
             if job is not None and job.get_status(refresh=False) in WAITING:
                 return True
         queue.enqueue(SEND_MESSAGE, message_id, retry=SEND_RETRY, job_id=f"send-{message_id}",
-                      job_timeout=120)
+                      job_timeout=120, at_front=first)
         return True
     except redis.RedisError:
         log.warning("Redis down: message %s left queued for the sweep", message_id)

@@ -236,7 +236,8 @@ class AfricasTalkingChannel(Channel):
                             opted_out=key in REASON_OPTED_OUT, invalid_number=key in REASON_INVALID_NUMBER)
 
     # -- sending -----------------------------------------------------------------------
-    def send(self, to: str, body: str, reply_context: dict | None = None) -> str:
+    def send(self, to: str, body: str, reply_context: dict | None = None, *,
+             idempotency_key: str | None = None) -> str:  # the key: no such field in this API
         link_id = (reply_context or {}).get("link_id")
         premium = bool(self.premium_keyword and link_id)
         try:

@@ -161,9 +161,12 @@ class Channel(abc.ABC):
 
     # -- sending -----------------------------------------------------------------------
     @abc.abstractmethod
-    def send(self, to: str, body: str, reply_context: dict | None = None) -> str:
+    def send(self, to: str, body: str, reply_context: dict | None = None, *,
+             idempotency_key: str | None = None) -> str:
         """Send one SMS now; returns the gateway's id; raises SendError. `reply_context`:
-        what the message being answered asked a reply to carry (see InboundMessage)."""
+        what the message being answered asked a reply to carry (see InboundMessage);
+        `idempotency_key`: ours for this message, the same on every attempt, for a
+        gateway that can refuse a second copy of it."""
 
     def find_sent(self, to: str, body: str, since: datetime) -> str | None:
         """The gateway's id of this message if it took it after `since`, else None.

@@ -30,14 +30,9 @@ from dataclasses import dataclass
 
 from flask import Request
 
-from bot.gsm7 import is_gsm7
+from bot.gsm7 import ALPHABET as GSM_BASIC, EXTENSION_CODES as GSM_EXTENSION, is_gsm7
 from service.channels.base import BadRequest, Channel, InboundMessage, SendError, StatusUpdate
 
-# GSM 03.38 default alphabet (position = septet value) and its extension table (after ESC)
-GSM_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-             "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
-GSM_EXTENSION = {0x0A: "\f", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~",
-                 0x3E: "]", 0x40: "|", 0x65: "€"}
 _GSM_ENCODE = {ch: bytes([i]) for i, ch in enumerate(GSM_BASIC) if ch != "\x1b"}
 _GSM_ENCODE.update({ch: bytes([0x1B, code]) for code, ch in GSM_EXTENSION.items()})
 
@@ -230,7 +225,8 @@ class SmppChannel(Channel):
     def parse_status(self, request: Request) -> StatusUpdate:
         raise BadRequest("an SMPP channel has no webhook")
 
-    def send(self, to: str, body: str, reply_context: dict | None = None) -> str:
+    def send(self, to: str, body: str, reply_context: dict | None = None, *,
+             idempotency_key: str | None = None) -> str:  # the key: no such field in this API
         """submit_sm through the live bind: the first part's message id."""
         link = self.link
         if link is None:

@@ -116,7 +116,8 @@ class TwilioChannel(Channel):
     def inbound_path(self) -> str:
         return f"/webhooks/{self.name}/sms"  # the default channel "twilio": /webhooks/twilio/sms
 
-    def send(self, to: str, body: str, reply_context: dict | None = None) -> str:
+    def send(self, to: str, body: str, reply_context: dict | None = None, *,
+             idempotency_key: str | None = None) -> str:  # the key: no such field in this API
         params = {"to": to, "body": body}
         if self.messaging_service:
             params["messaging_service_sid"] = self.messaging_service
