@@ -24,6 +24,7 @@ from service.db import get_session
 from service.models import Alert, Message
 from tests.africastalking_standin import AfricasTalkingStandin
 from tests.http_gateway_standin import HttpGatewayStandin
+from tests.smpp_standin import SmppStandin
 from tests.integration.phone import replies, says
 from tests.twilio_standin import TwilioStandin
 
@@ -193,3 +194,63 @@ def test_a_repeated_africastalking_callback_is_one_message_and_one_reply(gateway
         rows = get_session().scalars(select(Message)).all()
     assert len([m for m in rows if m.direction == "in"]) == 1
     assert len([m for m in at_standin.sent if m.to == phone.number]) == 1
+
+
+# -- SMPP: the bind's own loop (`alerte smpp`) in a thread, against a stand-in SMSC ---------
+
+@pytest.fixture
+def smsc():
+    standin = SmppStandin(password="intsmpp1").start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def smpp_app(app_config, smsc):
+    import threading
+
+    from service.app import create_app
+    from service.channels.smpp_link import Link
+
+    channel = {"name": "smpp", "kind": "smpp", "default": True, "host": "127.0.0.1", "port": smsc.port,
+               "system_id": "alerte", "password": "intsmpp1", "source_addr": "1234", "numbers": ["1234"],
+               "enquire_link_interval": 1, "reconnect_max": 0.5, "response_timeout": 3, "throughput": 20}
+    app = create_app({**app_config, "CHANNELS": json.dumps([channel])})
+    link = Link(app, app.extensions["channels"].by_name["smpp"])
+    thread = threading.Thread(target=link.run, daemon=True)
+    thread.start()
+    assert smsc.wait_bound(1)
+    yield app
+    link.stop()
+    thread.join(10)
+
+
+class SmppPhone:
+    """A reporter whose operator's SMSC is bound to us: deliver_sm in, submit_sm out."""
+
+    def __init__(self, smsc):
+        self.smsc, self.source, self.seen = smsc, _number().lstrip("+"), 0
+
+    def send(self, text: str, run_worker=None) -> str:
+        sequence = self.smsc.deliver(self.source, text)
+        assert self.smsc.wait_for(lambda: sequence in self.smsc.acks, 20) and self.smsc.acks[sequence] == 0
+        assert self.smsc.wait_for(lambda: len(self.smsc.accepted(self.source)) > self.seen, 30), text
+        mine = self.smsc.accepted(self.source)
+        new, self.seen = mine[self.seen:], len(mine)
+        return "\n".join(m.text for m in new)
+
+
+@pytest.mark.parametrize("lang", ["fr", "sw", "ln"])
+def test_a_reporter_completes_an_alert_over_an_smpp_bind(smpp_app, smsc, lang):
+    phone = SmppPhone(smsc)
+    for text, expected in zip(FULL[lang], QUESTIONS):
+        reply = phone.send(text)
+        if expected:
+            assert says(reply, expected, lang), f"smpp: {text!r} -> {reply!r}, expected {expected} in {lang}"
+    [alert] = _alerts(smpp_app)
+    assert alert.category == "ATTACK" and alert.language == lang and alert.reference in reply
+    with smpp_app.app_context():
+        rows = get_session().scalars(select(Message)).all()
+    assert {m.provider for m in rows} == {"smpp"}
+    assert len([m for m in rows if m.direction == "in"]) == len(FULL[lang])
+    assert len(smsc.accepted(phone.source)) == len(FULL[lang])  # one answer each, none twice
