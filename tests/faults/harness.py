@@ -916,6 +916,7 @@ class Stack:
         self.spool.mkdir(exist_ok=True)
         self.use_postgres = postgres
         self.settings = dict(SETTINGS, **(settings or {}))
+        self.extra_env: dict[str, str] = {}  # more environment for every process (see configure)
         self.web_workers = web_workers
         self.redis: RedisServer | None = None
         self.postgres: PostgresCluster | None = None
@@ -947,7 +948,21 @@ class Stack:
             TWILIO_API_BASE=self.standin.url, TWILIO_AUTH_TOKEN=AUTH_TOKEN, TWILIO_ACCOUNT_SID=ACCOUNT_SID,
             TWILIO_FROM=SERVICE_NUMBER, PUBLIC_BASE_URL=PUBLIC_BASE_URL, SECRET_KEY=SECRET_KEY,
             API_TOKEN=API_TOKEN, SPOOL_DIR=str(self.spool), ACTIONS_URL=f"http://127.0.0.1:{self.actions_port}",
-            **self.settings)
+            **dict(self.settings, **self.extra_env))
+
+    def configure(self, **env: str | None) -> None:
+        """Add (a value) or remove (None) environment of the service's processes, e.g.
+        CHANNELS for the gateway cases, then restart the web app and the worker with it
+        (warmed up again, tables and Redis emptied). Without a call nothing changes."""
+        for key, value in env.items():
+            if value is None:
+                self.extra_env.pop(key, None)
+            else:
+                self.extra_env[key] = value
+        self.worker.stop()
+        self.web.restart()
+        self.warm_up()
+        self.worker.start()
 
     @staticmethod
     def python() -> str:
