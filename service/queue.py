@@ -21,7 +21,12 @@ QUEUE = "alerte"
 PROCESS_PENDING = "service.jobs.process_pending"
 SEND_MESSAGE = "service.jobs.send_message"
 SWEEP = "service.jobs.sweep"
-WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
+# A send job in these states will still run. Not STARTED: the sweep only looks at rows
+# still "queued" well after they were written, and a live worker claims its row within
+# milliseconds of starting, so a started job over a queued row belongs to a worker that
+# died first (found by tests/faults: an SMPP bind killed between the two); queueing it
+# again is safe, since only one claim of the row (queued -> sending) can succeed.
+WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 SEND_RETRY = Retry(max=4, interval=[10, 60, 300, 900])  # bounded again by MAX_SEND_ATTEMPTS
 
 

@@ -128,3 +128,25 @@ def test_the_sweep_picks_up_what_redis_being_down_left_behind(app, text_in, db, 
                             "purged": 0}
     assert sorted(j.func_name for j in _queue(redis_url).jobs) == [
         "service.jobs.process_pending", "service.jobs.send_message"]
+
+
+def test_a_send_job_left_started_by_a_dead_worker_is_queued_again_by_the_sweep(app, db, redis_url, twilio_standin):
+    """The worker (or an SMPP bind) died after starting the job and before claiming the
+    row: the row stays queued and its job stays "started" forever unless the sweep takes
+    it back. Sent once, afterwards."""
+    from rq.job import Job, JobStatus
+
+    reporter, message = _queued_reply(db)
+    message.created_at = utcnow() - timedelta(minutes=5)
+    db.commit()
+    with app.app_context():
+        assert queue_module.enqueue_send(app.extensions["queue"], message.id)
+    job = Job.fetch(f"send-{message.id}", connection=redis.Redis.from_url(redis_url))
+    job.set_status(JobStatus.STARTED)  # as the dead worker left it
+    _queue(redis_url).remove(job)
+    assert jobs.sweep()["sends"] == 1
+    assert [j.id for j in _queue(redis_url).jobs] == [f"send-{message.id}"]
+    scheduler.work(app, burst=True)
+    assert [s.body for s in twilio_standin.sent] == [message.body]
+    db.rollback()
+    assert db.get(Message, message.id).status == "sent"

@@ -8,8 +8,11 @@ enquire_link, and when the link drops binds again after a capped exponential bac
   only after that, so the SMSC delivers again whatever we did not store. Concatenated
   parts wait in Redis (with a TTL) until the message is complete. The provider id of
   a message is derived from its content; an identical deliver_sm that comes again while
-  the first may not have been acknowledged (not answered yet, answered late, or the link
-  re-bound since) gets the same id, so a re-delivery is stored once.
+  the first was not acknowledged in time (not answered yet, answered late, or its answer
+  never written because the link had dropped) gets the same id, so a re-delivery is
+  stored once. One acknowledged in time is never delivered again by the SMSC: the same
+  text after it, on this bind or a later one, is the reporter writing again ("2" to two
+  questions) and is a new message.
 * **Receipts** (deliver_sm with the esm_class receipt bits) update the sent message.
 * **Sending**: a thread runs an RQ worker on the channel's own queue (`send_queue`), only
   while the link is bound; its jobs are the ordinary send jobs, whose `SmppChannel.send`
@@ -247,14 +250,18 @@ class Link:
     def _inbound_loop(self, items: threads_queue.Queue) -> None:
         while (item := items.get()) is not None:
             pdu, generation, arrived = item
+            seen = None
             try:
-                status = self._inbound(pdu, generation, arrived)
+                status, seen = self._inbound(pdu, generation, arrived)
             except Exception:  # noqa: BLE001 - the SMSC delivers it again
                 log.exception("smpp %s: deliver_sm not stored", self.channel.name)
                 status = codec.ESME_RX_T_APPN
-            self._respond(pdu, "deliver_sm_resp", status, generation)
+            answered = self._respond(pdu, "deliver_sm_resp", status, generation)
+            if answered and seen is not None:  # only an answer the SMSC can have got counts
+                self._acknowledged(*seen, late=time.monotonic() - arrived > LATE_ACK)
 
-    def _inbound(self, pdu, generation: int, arrived: float) -> int:
+    def _inbound(self, pdu, generation: int, arrived: float) -> tuple[int, tuple | None]:
+        """Store one deliver_sm: its answer's status, and what to remember once answered."""
         part = codec.parse_deliver(pdu)
         try:
             sender = normalise(("+" + part.source) if part.source_ton == 1 and part.source.isdigit()
@@ -262,14 +269,14 @@ class Link:
         except InvalidNumber:
             log.warning("smpp %s: message from %s dropped: not a phone number", self.channel.name,
                         mask(part.source))
-            return codec.ESME_ROK  # refusing it would only make the SMSC try again forever
+            return codec.ESME_ROK, None  # refusing it would only make the SMSC try again forever
         with self.app.app_context():
             identity = self.app.extensions["identity"]
             who = identity.key(sender)
             if part.total > 1:
                 whole = self._reassemble(who, part)
                 if whole is None:
-                    return codec.ESME_ROK  # kept until the other parts come
+                    return codec.ESME_ROK, None  # kept until the other parts come
                 data, reference = whole, f"{part.reference}/{part.total}"
             else:
                 data, reference = part.data, ""
@@ -280,8 +287,7 @@ class Link:
             inbound = InboundMessage(provider_id=provider_id, sender=sender, recipient=part.destination or None,
                                      body=body, received_at=datetime.now(timezone.utc))
             inbox.receive(inbox.Services.current(), self.channel, inbound)
-        self._acknowledged(entry_key, provider_id, generation, late=time.monotonic() - arrived > LATE_ACK)
-        return codec.ESME_ROK
+        return codec.ESME_ROK, (entry_key, provider_id, generation)
 
     def _reassemble(self, who: str, part: codec.Part) -> bytes | None:
         """Keep a part; the whole message's octets once every part is here."""
@@ -303,7 +309,7 @@ class Link:
         try:
             raw = self.redis.get(key)
             entry = json.loads(raw) if raw else None
-            if entry and (entry["generation"] != generation or not entry["acked"] or entry["late"]):
+            if entry and (not entry["acked"] or entry["late"]):  # may be a re-delivery
                 return entry["id"], key
             provider_id = f"{digest[:24]}-{int(time.time() * 1000):x}"
             self.redis.set(key, json.dumps({"id": provider_id, "generation": generation, "acked": False,
