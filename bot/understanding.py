@@ -146,9 +146,8 @@ def only_a_place(text: str, place: Resolution, gaz: Gazetteer) -> bool:
     for word in fold(place.written or place.text).split():
         if word in rest:
             rest.remove(word)
-    def unit(word: str) -> bool:  # a territory or province qualifying the place
-        res = gaz.resolve(word)
-        return res.status == "found" and res.place.level != "locality"
+    def unit(word: str) -> bool:  # a territory or province qualifying the place (exact name only)
+        return any(r.level != "locality" for r in gaz.lookup(word))
     return all(w in FILLER or unit(w) for w in rest)
 
 

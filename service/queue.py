@@ -11,10 +11,14 @@ import logging
 from datetime import timedelta
 
 import redis
+from flask import current_app, has_app_context
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
+from sqlalchemy.exc import SQLAlchemyError
 
 from service import embedded_redis
+from service.db import get_session
+from service.models import Message
 
 log = logging.getLogger(__name__)
 QUEUE = "alerte"
@@ -114,18 +118,11 @@ def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False,
 def _send_queue_of(message_id: int) -> str | None:
     """The send queue of the message's channel (inside an app context), if any channel
     has one: a row this session already holds, else one look-up by primary key."""
-    from flask import current_app, has_app_context
-
     if not has_app_context():
         return None
     channels = current_app.extensions.get("channels")
     if channels is None or not any(c.send_queue for c in channels):
         return None
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from service.db import get_session
-    from service.models import Message
-
     try:
         message = get_session().get(Message, message_id)
     except SQLAlchemyError:

@@ -135,12 +135,21 @@ def client(app):
 
 
 @pytest.fixture
-def run_worker(app):
-    """Run the queued jobs now, in this process, with a real RQ worker (burst mode)."""
+def run_worker_for():
+    """run_worker_for(app)() runs that app's queued jobs now, in this process, with a
+    real RQ worker (burst mode)."""
     from rq import SimpleWorker
 
-    def run():
-        with app.app_context():
-            queue = app.extensions["queue"]
-            SimpleWorker([queue], connection=queue.connection).work(burst=True)
-    return run
+    def make(app):
+        def run():
+            with app.app_context():
+                queue = app.extensions["queue"]
+                SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        return run
+    return make
+
+
+@pytest.fixture
+def run_worker(app, run_worker_for):
+    """Run the queued jobs of the test's app now (see run_worker_for)."""
+    return run_worker_for(app)

@@ -79,20 +79,6 @@ def gateways_app(app_config, twilio_standin, at_standin, somleng_standin, relay_
     return create_app({**app_config, "CHANNELS": json.dumps(channels)})
 
 
-@pytest.fixture
-def run_worker_for():
-    """run_worker_for(app)() runs the queued jobs now, with a real RQ worker (burst mode)."""
-    from rq import SimpleWorker
-
-    def make(app):
-        def run():
-            with app.app_context():
-                queue = app.extensions["queue"]
-                SimpleWorker([queue], connection=queue.connection).work(burst=True)
-        return run
-    return make
-
-
 def _number() -> str:
     return f"+24381{os.getpid() % 100:02d}{next(_numbers):05d}"
 
