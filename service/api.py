@@ -27,8 +27,8 @@ def _error(status: int, message: str):
     return jsonify({"error": message}), status
 
 
-@bp.before_request
-def _require_token():
+def require_token():
+    """Every API blueprint's before_request: the operators' bearer token."""
     if request.path in ("/healthz", "/livez"):
         return None
     expected = current_app.config["API_TOKEN"]
@@ -37,6 +37,9 @@ def _require_token():
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
         return _error(401, "missing or wrong bearer token")
     return None
+
+
+bp.before_request(require_token)
 
 
 def _since(raw: str) -> datetime:

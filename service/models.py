@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+    JSON, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, String, Table, Text, UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -62,7 +62,10 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("provider", "provider_id", name="uq_messages_provider_id"),
+        # one delivery per (broadcast, recipient): a fan-out run twice writes nothing new
+        UniqueConstraint("broadcast_id", "reporter_id", name="uq_messages_broadcast_recipient"),
         Index("ix_messages_pending", "direction", "status", "reporter_id", "id"),
+        Index("ix_messages_broadcast_status", "broadcast_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -89,6 +92,9 @@ class Message(Base):
     segments: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]
+    # out, a broadcast's delivery to one subscriber (service/broadcasts.py)
+    broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"))
+    next_attempt_at: Mapped[datetime | None]  # a retried delivery waits until then
 
 
 class Place(Base):
@@ -138,3 +144,100 @@ class Alert(Base):
     submitted_at: Mapped[datetime | None]
 
     place: Mapped[Place | None] = relationship()
+
+
+subscriber_groups = Table(
+    "subscriber_groups", Base.metadata,
+    Column("subscriber_id", ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True),
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Index("ix_subscriber_groups_group", "group_id"),
+)
+
+
+class Group(Base):
+    """A named set of subscribers (focal points, a protection committee...)."""
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Subscriber(Base):
+    """Someone who chose to receive safety broadcasts; a reporter is not one unless they
+    chose it. The number is the reporter's (encrypted); the place is copied from the
+    gazetteer so that targeting is one query."""
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("reporters.id"), unique=True)
+    # pending (the SMS sign-up is under way) -> active; left (refused consent or removed)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    signup: Mapped[dict | None] = mapped_column(JSON)  # the SMS sign-up's state while pending
+    language: Mapped[str | None] = mapped_column(String(8))
+    place_key: Mapped[str | None] = mapped_column(String(32))  # the gazetteer's key
+    place_name: Mapped[str | None] = mapped_column(String(128))
+    admin1_pcode: Mapped[str | None] = mapped_column(String(16), index=True)
+    admin2_pcode: Mapped[str | None] = mapped_column(String(16), index=True)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    channel: Mapped[str | None] = mapped_column(String(32))  # the channel that reaches them
+    consent_at: Mapped[datetime | None]
+    consent_method: Mapped[str | None] = mapped_column(String(16))  # sms | import | api
+    consent_note: Mapped[str | None] = mapped_column(String(200))  # which message, or who collected it
+    source: Mapped[str | None] = mapped_column(String(64))  # sms | csv:<file> | api
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    reporter: Mapped[Reporter] = relationship()
+    groups: Mapped[list[Group]] = relationship(secondary=subscriber_groups)
+
+
+class Broadcast(Base):
+    """A safety warning sent to subscribers, one text per language; also a CAP 1.2 alert."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(64), unique=True)  # CAP identifier
+    texts: Mapped[dict] = mapped_column(JSON)  # language -> the text sent (transliterated if asked)
+    original_texts: Mapped[dict | None] = mapped_column(JSON)  # as written, when transliterated
+    fallback_language: Mapped[str | None] = mapped_column(String(8))
+    targets: Mapped[dict] = mapped_column(JSON)
+    priority: Mapped[str] = mapped_column(String(8))  # urgent | routine
+    cap_status: Mapped[str] = mapped_column(String(16))  # Actual | Exercise | Test
+    cap: Mapped[dict | None] = mapped_column(JSON)  # event, headline, severity... given or defaults
+    question: Mapped[dict | None] = mapped_column(JSON)  # {"answers": {"1": label, ...}}
+    replies_until: Mapped[datetime | None]
+    # scheduled -> sending -> sent; canceled; expired (its time ran out before all was sent)
+    state: Mapped[str] = mapped_column(String(16), default="scheduled", index=True)
+    send_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    fanout_cursor: Mapped[int] = mapped_column(Integer, default=0)  # last subscriber id written
+    fanout_done: Mapped[bool] = mapped_column(Boolean, default=False)
+    recipients: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    canceled_at: Mapped[datetime | None]
+
+
+class BroadcastReply(Base):
+    """A subscriber's answer to a broadcast's question: the latest one counts."""
+
+    __tablename__ = "broadcast_replies"
+    __table_args__ = (UniqueConstraint("broadcast_id", "reporter_id", name="uq_broadcast_replies_recipient"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("reporters.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))  # the latest answer
+    answer: Mapped[str] = mapped_column(String(8))
+    admin1_pcode: Mapped[str | None] = mapped_column(String(16))
+    admin2_pcode: Mapped[str | None] = mapped_column(String(16))
+    changes: Mapped[int] = mapped_column(Integer, default=0)  # answers given after the first
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
