@@ -51,13 +51,17 @@ def web(args) -> int:
     return 0  # not reached
 
 
-@command("worker", "run the job worker (pending messages, sends, the sweep every minute)",
-         lambda p: p.add_argument("--burst", action="store_true", help="stop when the queue is empty"))
+@command("worker", "run the job worker (pending messages, sends, broadcasts, the sweep every minute)",
+         lambda p: (p.add_argument("--burst", action="store_true", help="stop when the queue is empty"),
+                    p.add_argument("--queues", choices=["all", "replies", "broadcasts"], default="all",
+                                   help="replies: reporters' turns and replies (and the sweep); broadcasts: "
+                                        "broadcasts only; all (default): replies first, then broadcasts")))
 def worker(args) -> int:
     from service import scheduler
     from service.app import create_app
 
-    scheduler.work(create_app(), burst=args.burst)
+    roles = scheduler.ROLES if args.queues == "all" else (args.queues,)
+    scheduler.work(create_app(), burst=args.burst, roles=roles)
     return 0
 
 

@@ -59,12 +59,19 @@ DEFAULTS: dict[str, object] = {
     # Twilio channel from the TWILIO_* settings above
     "CHANNELS_FILE": None,
     "CHANNELS": None,
+    # safety broadcasts (service/broadcast_sending.py)
+    "BROADCAST_SENDERS": 2,  # sender chains per broadcast (each claims its own chunks)
+    "BROADCAST_SLICE": 1.0,  # s a sender job sends before queueing its continuation
+    "BROADCAST_LEASE": 30,  # s a dead sender's slot stays taken before the sweep restarts it
+    "BROADCAST_PAGE": 2000,  # deliveries written per fan-out transaction
+    "CAP_SENDER": None,  # CAP <sender>; default: alerte@<the host of PUBLIC_BASE_URL>
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
 }
 INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "MAX_CONTENT_LENGTH",
-        "MAX_ATTEMPTS", "MAX_SEND_ATTEMPTS", "SEND_CLAIM_TIMEOUT", "SENDER_RATE", "SWEEP_INTERVAL"}
-FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT"}
+        "MAX_ATTEMPTS", "MAX_SEND_ATTEMPTS", "SEND_CLAIM_TIMEOUT", "SENDER_RATE", "SWEEP_INTERVAL",
+        "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE"}
+FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE"}
 
 
 class ConfigError(RuntimeError):

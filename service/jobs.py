@@ -14,7 +14,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from bot.flow import alert_flow
-from service import alerts, inbox, locks, outbox, queue, reporters
+from service import alerts, broadcast_sending, inbox, locks, outbox, queue, reporters
 from service.app import create_app
 from service.models import Message, utcnow
 
@@ -56,6 +56,18 @@ def send_message(message_id: int) -> str:
         return inbox.Services.current().send(message_id)
 
 
+def broadcast_fanout(broadcast_id: int) -> int:
+    """Write a due broadcast's deliveries (service/broadcast_sending.py)."""
+    with _app().app_context():
+        return broadcast_sending.fanout(inbox.Services.current(), broadcast_id)
+
+
+def broadcast_send(broadcast_id: int, slot: int) -> str:
+    """One slice of one of a broadcast's senders."""
+    with _app().app_context():
+        return broadcast_sending.send_slice(inbox.Services.current(), broadcast_id, slot)
+
+
 def sweep() -> dict:
     """Pick up what fell through: spooled messages, messages left waiting (a lost job,
     Redis was down), sends never queued or left half-done, stale drafts, expired numbers."""
@@ -76,8 +88,9 @@ def sweep() -> dict:
         abandoned = alerts.mark_abandoned(session, timedelta(minutes=minutes))
         purged = reporters.purge_expired_numbers(session)
         session.commit()
+        broadcast_counts = broadcast_sending.sweep(svc)
     return {"spooled": spooled, "reporters": len(reporter_ids), "sends": len(sends),
-            "recovered": recovered, "abandoned": abandoned, "purged": purged}
+            "recovered": recovered, "abandoned": abandoned, "purged": purged, "broadcasts": broadcast_counts}
 
 
 def _recover_sends(svc) -> int:
@@ -86,7 +99,7 @@ def _recover_sends(svc) -> int:
     count = 0
     for message in outbox.stale_claims(svc.session, claimed_before):
         reporter = outbox.current(svc.session, message.reporter_id) if message.reporter_id else None
-        number = reporters.number_for_sending(svc.identity, reporter) if reporter else None
+        number = outbox.number_of(svc.session, svc.identity, message, reporter) if reporter else None
         status = outbox.recover(svc.session, message.id, svc.channels.get(message.provider), number,
                                 reporters.aware(message.claimed_at))
         log.info("send %s recovered as %s", message.id, status)

@@ -24,7 +24,7 @@ from bot import keywords
 from bot.gsm7 import segments
 from service.channels import Channels
 from service.channels.base import Channel, LookupUnsupported, SendError
-from service.models import Message, Reporter, utcnow
+from service.models import Broadcast, Message, Reporter, Subscriber, utcnow
 from service.privacy import Identity, mask
 from service.reporters import aware, number_for_sending, opt_out
 
@@ -100,9 +100,13 @@ def send(session: Session, message_id: int, channels: Channels, identity: Identi
     reply_to = session.get(Message, message.reply_to_id) if message.reply_to_id else None
     if reporter is None or not allowed(reporter, reply_to):
         return _finish(session, message, "suppressed")
+    if message.broadcast_id is not None:
+        withdrawn = _broadcast_withdrawn(session, message)
+        if withdrawn:
+            return _finish(session, message, withdrawn)
     if message.attempts >= max_attempts:
         return _finish(session, message, "failed", "attempts", f"not sent after {message.attempts} attempts")
-    number = number_for_sending(identity, reporter)
+    number = number_of(session, identity, message, reporter)
     if number is None:
         return _finish(session, message, "failed", "no_number", "no phone number kept (expired or purged)")
     channel = channels.get(message.provider)
@@ -120,6 +124,28 @@ def send(session: Session, message_id: int, channels: Channels, identity: Identi
             return _unknown(session, message, channel, number, claimed_at, exc)
         return _failed(session, message, reporter, exc)
     return _sent(session, message, channel, provider_id, number)
+
+
+def _broadcast_withdrawn(session: Session, message: Message) -> str | None:
+    """A broadcast's delivery sent on its own (an SMPP bind's): the status it ends with
+    instead when the broadcast was canceled or has expired, or the person left."""
+    state, expires_at = session.execute(select(Broadcast.state, Broadcast.expires_at)
+                                        .where(Broadcast.id == message.broadcast_id)).one()
+    if state == "canceled":
+        return "canceled"
+    if state == "expired" or aware(expires_at) <= utcnow():
+        return "expired"
+    subscribed = session.scalar(select(Subscriber.status).where(Subscriber.reporter_id == message.reporter_id))
+    return None if subscribed == "active" else "suppressed"
+
+
+def number_of(session: Session, identity: Identity, message: Message, reporter: Reporter) -> str | None:
+    """The number to send to: a reply's within the reporter's retention; a broadcast's
+    delivery to an active subscriber, whose consent keeps the number."""
+    if message.broadcast_id is not None:
+        subscribed = session.scalar(select(Subscriber.status).where(Subscriber.reporter_id == reporter.id))
+        return identity.decrypt(reporter.phone_encrypted) if subscribed == "active" else None
+    return number_for_sending(identity, reporter)
 
 
 def _sent(session: Session, message: Message, channel: Channel, provider_id: str, number: str) -> str:
@@ -184,9 +210,11 @@ def _finish(session: Session, message: Message, status: str, error_code: str | N
 
 
 def queued_ids(session: Session, older_than) -> list[int]:
-    """Outbound messages still waiting for a send job (a lost job, Redis was down)."""
+    """Outbound messages still waiting for a send job (a lost job, Redis was down); a
+    broadcast's deliveries are its senders' (service/broadcast_sending.py)."""
     return list(session.scalars(select(Message.id).where(
-        Message.direction == "out", Message.status == "queued", Message.created_at < older_than)))
+        Message.direction == "out", Message.status == "queued", Message.created_at < older_than,
+        Message.broadcast_id.is_(None))))
 
 
 def stale_claims(session: Session, claimed_before) -> list[Message]:

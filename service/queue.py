@@ -8,7 +8,7 @@ Every job takes ids, never ORM objects.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import redis
 from flask import current_app, has_app_context
@@ -25,6 +25,11 @@ QUEUE = "alerte"
 PROCESS_PENDING = "service.jobs.process_pending"
 SEND_MESSAGE = "service.jobs.send_message"
 SWEEP = "service.jobs.sweep"
+BROADCAST_FANOUT = "service.jobs.broadcast_fanout"
+BROADCAST_SEND = "service.jobs.broadcast_send"
+# Broadcasts have their own queues, after the reporters' one: a worker takes every job
+# of QUEUE first, then urgent broadcasts, then routine ones (service/scheduler.py).
+BROADCAST_QUEUES = {"urgent": "alerte-broadcast-urgent", "routine": "alerte-broadcast-routine"}
 # A send job in these states will still run. Not STARTED: the sweep only looks at rows
 # still "queued" well after they were written, and a live worker claims its row within
 # milliseconds of starting, so a started job over a queued row belongs to a worker that
@@ -112,6 +117,24 @@ def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False,
         return True
     except redis.RedisError:
         log.warning("Redis down: message %s left queued for the sweep", message_id)
+        return False
+
+
+def enqueue_broadcast(connection: redis.Redis, priority: str, function: str, *args, at=None,
+                      delay: float = 0, job_id: str | None = None) -> bool:
+    """Queue a broadcast's job on its priority's queue, now, after `delay` s or `at` a
+    time; False if Redis is down (the sweep starts what is due)."""
+    rq_queue = Queue(BROADCAST_QUEUES[priority], connection=connection)
+    try:
+        if at is not None and at > datetime.now(timezone.utc):
+            rq_queue.enqueue_at(at, function, *args, job_id=job_id, job_timeout=600)
+        elif delay > 0:
+            rq_queue.enqueue_in(timedelta(seconds=delay), function, *args, job_timeout=600)
+        else:
+            rq_queue.enqueue(function, *args, job_id=job_id, job_timeout=600)
+        return True
+    except redis.RedisError:
+        log.warning("Redis down: broadcast job %s%s left for the sweep", function.rsplit(".", 1)[-1], args)
         return False
 
 

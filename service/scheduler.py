@@ -19,10 +19,23 @@ from service import queue as queues
 log = logging.getLogger(__name__)
 
 
-def work(app, burst: bool = False) -> bool:
+ROLES = ("replies", "broadcasts")
+
+
+def queue_names(roles=ROLES) -> list[str]:
+    """The queues a worker takes jobs from, in the order it takes them: reporters' work
+    (turns, replies, the sweep) first, then urgent broadcasts, then routine ones."""
+    names = [queues.QUEUE] if "replies" in roles else []
+    if "broadcasts" in roles:
+        names += [queues.BROADCAST_QUEUES["urgent"], queues.BROADCAST_QUEUES["routine"]]
+    return names
+
+
+def work(app, burst: bool = False, roles=ROLES) -> bool:
     """Run a worker in this process (jobs share the app's engine pools) with the scheduler."""
     connection = queues.connect(app.config["REDIS_URL"], blocking=True)
     rq_queue = Queue(queues.QUEUE, connection=connection)
+    listened = [Queue(name, connection=connection) for name in queue_names(roles)]
     stop = threading.Event()
     if not burst:
         threading.Thread(target=_schedule_sweeps, args=(connection, rq_queue, stop, app.config["SWEEP_INTERVAL"]),
@@ -31,7 +44,7 @@ def work(app, burst: bool = False) -> bool:
         with app.app_context():
             while True:
                 try:
-                    return SimpleWorker([rq_queue], connection=connection).work(
+                    return SimpleWorker(listened, connection=connection).work(
                         burst=burst, with_scheduler=not burst)
                 except redis.RedisError as exc:
                     if burst:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, abort, current_app, request
-from sqlalchemy import select
+from flask import Blueprint, Response, abort, current_app, has_app_context, request
 
-from service import inbox, reporters
-from service.channels.base import BadRequest, moves_forward
+from service import inbox, receipts
+from service.channels.base import BadRequest
 from service.db import get_session
-from service.models import Message, Reporter
+from service.models import Message
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +61,9 @@ def status(name: str):
 
 def record_status(session, channel, update) -> Message | None:
     """Apply a delivery report (a webhook's, or an SMPP receipt); the message, or None if
-    no message of this channel has that provider id."""
-    message = session.scalar(select(Message).where(Message.provider == channel.name,
-                                                   Message.provider_id == update.provider_id))
-    if message is None:  # not ours, or sent before the row was written: nothing to move
-        return None
-    if moves_forward(message.status, update.status):
-        message.status = update.status
-        message.error_code = update.error_code or message.error_code
-    if update.opted_out and message.reporter_id:  # stopped at the carrier: every send stops
-        reporters.opt_out(session, session.get(Reporter, message.reporter_id))
-    session.commit()
-    return message
+    no message of this channel has that provider id yet (service/receipts.py)."""
+    connection = current_app.extensions.get("redis") if has_app_context() else None
+    return receipts.record(session, channel.name, update, connection)
 
 
 def init_app(app) -> None:

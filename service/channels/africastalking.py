@@ -52,7 +52,7 @@ from africastalking.Service import DEFAULT_TIMEOUT_S
 from africastalking.SMS import SMSService
 from flask import Request
 
-from service.channels.base import BadRequest, Channel, InboundMessage, SendError, StatusUpdate
+from service.channels.base import BadRequest, Channel, InboundMessage, Outgoing, SendError, StatusUpdate
 from service.privacy import InvalidNumber, normalise
 
 log = logging.getLogger(__name__)
@@ -160,6 +160,7 @@ class AfricasTalkingChannel(Channel):
 
     kind = "africastalking"
     inline_replies = False
+    batch_size = 100  # recipients per bulk request
 
     def __init__(self, settings: dict, app_config: dict):
         super().__init__(settings, app_config)
@@ -240,20 +241,48 @@ class AfricasTalkingChannel(Channel):
              idempotency_key: str | None = None) -> str:  # the key: no such field in this API
         link_id = (reply_context or {}).get("link_id")
         premium = bool(self.premium_keyword and link_id)
+        if premium:
+            answer = self._request(lambda: self.sms.send_premium(
+                body, self.short_code, [to], keyword=self.premium_keyword, link_id=link_id, timeout=self.timeout))
+        else:
+            answer = self._request(lambda: self.sms.send(body, [to], sender_id=self.sender_id or self.short_code,
+                                                         timeout=self.timeout))
+        return self._provider_id(answer, to)
+
+    def send_many(self, items: list[Outgoing]) -> list[str | SendError]:
+        """Bulk SMS: one request per text for all its recipients (`batch_size` of them);
+        each recipient's own status and messageId come back in the answer."""
+        results: list[str | SendError | None] = [None] * len(items)
+        by_body: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            by_body.setdefault(item.body, []).append(i)
+        for body, positions in by_body.items():
+            numbers = [items[i].to for i in positions]
+            try:
+                answer = self._request(lambda: self.sms.send(body, numbers, sender_id=self.sender_id or self.short_code,
+                                                             timeout=self.timeout))
+            except SendError as exc:  # the whole request: the same outcome for each recipient
+                for i in positions:
+                    results[i] = exc
+                continue
+            for i in positions:
+                try:
+                    results[i] = self._provider_id(answer, items[i].to, exact=True)
+                except SendError as exc:
+                    results[i] = exc
+        return results
+
+    def _request(self, call):
+        """One request through the SDK, its failures as SendError."""
         try:
-            if premium:
-                answer = self.sms.send_premium(body, self.short_code, [to], keyword=self.premium_keyword,
-                                               link_id=link_id, timeout=self.timeout)
-            else:
-                answer = self.sms.send(body, [to], sender_id=self.sender_id or self.short_code,
-                                       timeout=self.timeout)
+            return call()
         except ValueError:  # the SDK's own check of the number (its message holds it)
             raise SendError(None, False, "africastalking: the SDK refused the number",
                             invalid_number=True) from None
         except _HttpRefused as exc:
             retryable = exc.status == 429 or exc.status >= 500
             raise SendError(exc.status, retryable, f"africastalking: HTTP {exc.status}",
-                            retry_after=exc.retry_after) from None
+                            retry_after=exc.retry_after, throttled=exc.status == 429) from None
         except _Unreadable:
             raise SendError(None, True, "africastalking: unreadable answer", unknown=True) from None
         except (requests.ConnectTimeout, requests.ConnectionError) as exc:
@@ -263,16 +292,17 @@ class AfricasTalkingChannel(Channel):
                             unknown=True) from None
         except requests.RequestException as exc:  # read timeout, cut answer
             raise SendError(None, True, f"africastalking: {type(exc).__name__}", unknown=True) from None
-        return self._provider_id(answer, to)
 
-    def _provider_id(self, answer, to: str) -> str:
-        """The recipient's messageId from the send's answer, or its refusal as SendError."""
+    def _provider_id(self, answer, to: str, exact: bool = False) -> str:
+        """The recipient's messageId from the send's answer, or its refusal as SendError
+        (`exact`: a bulk answer, where only this number's entry is this recipient's)."""
         data = answer.get("SMSMessageData") if isinstance(answer, dict) else None
         recipients = data.get("Recipients") if isinstance(data, dict) else None
         if not isinstance(recipients, list):
             raise SendError(None, True, "africastalking: unexpected answer", unknown=True)
-        mine = [r for r in recipients if isinstance(r, dict) and r.get("number") == to] or \
-            [r for r in recipients if isinstance(r, dict)]
+        mine = [r for r in recipients if isinstance(r, dict) and r.get("number") == to]
+        if not mine and not exact:
+            mine = [r for r in recipients if isinstance(r, dict)]
         if not mine:  # refused as a whole (its Message says why, e.g. InvalidSenderId)
             reason = str(data.get("Message") or "")[:40] if reason_safe(data.get("Message")) else "?"
             raise SendError(None, False, f"africastalking: no recipient taken ({reason})")

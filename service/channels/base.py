@@ -21,6 +21,8 @@ by sending later is `inline_replies`, a property of the channel.
 from __future__ import annotations
 
 import abc
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,12 +33,13 @@ from bot.gsm7 import safe_text
 
 # Our outbound statuses. queued -> sending -> sent -> delivered | undelivered | failed;
 # "handed": given to the provider in the webhook's own answer (TwiML), not known
-# delivered; "suppressed": never sent (opted out, number expired); "canceled": withdrawn.
+# delivered; "suppressed": never sent (opted out, number expired); "canceled": withdrawn;
+# "expired": a broadcast's delivery not sent before the broadcast expired.
 STATUSES = ("queued", "sending", "sent", "handed", "delivered", "undelivered", "failed",
-            "suppressed", "canceled")
+            "suppressed", "canceled", "expired")
 # The order they can only move forward in; terminal ones share a rank.
 STATUS_RANK = {"queued": 0, "sending": 1, "sent": 2, "handed": 2,
-               "delivered": 3, "undelivered": 3, "failed": 3, "canceled": 3, "suppressed": 3}
+               "delivered": 3, "undelivered": 3, "failed": 3, "canceled": 3, "suppressed": 3, "expired": 3}
 
 
 class BadRequest(ValueError):
@@ -51,10 +54,13 @@ class SendError(RuntimeError):
     must not be sent blindly again. `opted_out`: the person stopped messages at the
     carrier or the provider; `invalid_number`: not a number that can get an SMS. Both of
     the last are permanent. `retry_after`: seconds the provider asked us to wait.
+    `throttled`: the provider asks us to slow down (HTTP 429, SMPP throttled): every
+    sender of this channel backs off, not only this message (service/bucket.py).
     """
 
     def __init__(self, code: str | int | None, retryable: bool, message: str = "", unknown: bool = False,
-                 opted_out: bool = False, invalid_number: bool = False, retry_after: float | None = None):
+                 opted_out: bool = False, invalid_number: bool = False, retry_after: float | None = None,
+                 throttled: bool = False):
         super().__init__(message or f"send failed ({code})")
         self.code = None if code is None else str(code)
         self.retryable = retryable and not (opted_out or invalid_number)
@@ -62,6 +68,7 @@ class SendError(RuntimeError):
         self.opted_out = opted_out
         self.invalid_number = invalid_number
         self.retry_after = retry_after
+        self.throttled = throttled
 
 
 class LookupUnsupported(RuntimeError):
@@ -92,6 +99,15 @@ class StatusUpdate:
     invalid_number: bool = False
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """One message of a batch (a broadcast's deliveries): no reply context."""
+
+    to: str
+    body: str
+    idempotency_key: str | None = None
+
+
 class SmsRenderer:
     """Payloads to SMS text: the catalogs' wording, numbered menus, GSM-7-safe characters."""
 
@@ -110,6 +126,7 @@ class Channel(abc.ABC):
     inline_replies = False  # can answer inside the webhook's response
     send_queue: str | None = None  # its own RQ queue, where only one process can send (an SMPP bind)
     renderer = SmsRenderer()
+    batch_size = 50  # messages handed to send_many() at once (a broadcast's chunk)
 
     def __init__(self, settings: dict, app_config: dict):
         """`settings`: this channel's entry of the channels file (see service/channels/
@@ -119,6 +136,11 @@ class Channel(abc.ABC):
         self.numbers = tuple(settings.get("numbers") or ())
         self.send_rate = float(settings.get("send_rate") or 0) or None  # segments per second
         self.public_base_url = str(app_config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+        # how many sends of a batch may be in flight at once (one HTTP request each)
+        self.send_concurrency = max(1, int(settings.get("send_concurrency") or 8))
+        self.batch_size = max(1, int(settings.get("batch_size") or self.batch_size))
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def production_problems(self) -> list[str]:
         """What makes this channel unsafe in production (a development secret...)."""
@@ -167,6 +189,23 @@ class Channel(abc.ABC):
         what the message being answered asked a reply to carry (see InboundMessage);
         `idempotency_key`: ours for this message, the same on every attempt, for a
         gateway that can refuse a second copy of it."""
+
+    def send_many(self, items: list[Outgoing]) -> list[str | SendError]:
+        """Send a batch (a broadcast's chunk); one result per item, in order: the
+        gateway's id or the SendError. A gateway with a bulk request overrides this;
+        the default sends them one by one, `send_concurrency` at a time."""
+        if len(items) <= 1 or self.send_concurrency <= 1:
+            return [self._send_one(item) for item in items]
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.send_concurrency, thread_name_prefix=f"send-{self.name}")
+        return list(self._pool.map(self._send_one, items))
+
+    def _send_one(self, item: Outgoing) -> str | SendError:
+        try:
+            return self.send(item.to, item.body, None, idempotency_key=item.idempotency_key)
+        except SendError as exc:
+            return exc
 
     def find_sent(self, to: str, body: str, since: datetime) -> str | None:
         """The gateway's id of this message if it took it after `since`, else None.

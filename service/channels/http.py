@@ -445,7 +445,7 @@ class HttpGatewayChannel(Channel):
             return self._sent_id(answer, reference)
         if status == 429 or status >= 500:
             raise SendError(f"http_{status}", True, f"{where}: HTTP {status}",
-                            retry_after=_retry_after(response.headers.get("Retry-After")))
+                            retry_after=_retry_after(response.headers.get("Retry-After")), throttled=status == 429)
         error = self._get(answer, "answer", "error") if answer else None
         error = error.strip() if error and error.strip() else None
         code = _scrub(error, MAX_CODE) if error else f"http_{status}"

@@ -175,7 +175,7 @@ def send_error(status: int) -> SendError:
     """An SMSC's refusal of a submit_sm as a SendError."""
     code = f"0x{status:02X}"
     if status in THROTTLED:
-        return SendError(code, True, f"smpp: throttled ({code})", retry_after=THROTTLED[status])
+        return SendError(code, True, f"smpp: throttled ({code})", retry_after=THROTTLED[status], throttled=True)
     if status in INVALID_NUMBER:
         return SendError(code, False, f"smpp: invalid destination ({code})", invalid_number=True)
     return SendError(code, status in RETRYABLE, f"smpp: submit_sm refused ({code})")

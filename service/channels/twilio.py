@@ -132,7 +132,8 @@ class TwilioChannel(Channel):
             code = str(exc.code) if exc.code else None
             retryable = exc.status >= 500 or exc.status == 429
             raise SendError(code or exc.status, retryable, f"twilio: HTTP {exc.status} code {code}",
-                            opted_out=code in OPTED_OUT, invalid_number=code in INVALID_NUMBER) from None
+                            opted_out=code in OPTED_OUT, invalid_number=code in INVALID_NUMBER,
+                            throttled=exc.status == 429) from None
         except (requests.ConnectTimeout, requests.ConnectionError) as exc:
             if _never_connected(exc):
                 raise SendError(None, True, f"twilio: {type(exc).__name__}") from None
