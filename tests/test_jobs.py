@@ -125,7 +125,7 @@ def test_the_sweep_picks_up_what_redis_being_down_left_behind(app, text_in, db, 
     late.created_at = utcnow() - timedelta(minutes=5)
     db.commit()
     assert jobs.sweep() == {"spooled": 0, "reporters": 1, "sends": 1, "recovered": 0, "abandoned": 0,
-                            "purged": 0}
+                            "purged": 0, "broadcasts": {"started": 0, "senders": 0, "expired": 0, "finished": 0}}
     assert sorted(j.func_name for j in _queue(redis_url).jobs) == [
         "service.jobs.process_pending", "service.jobs.send_message"]
 
