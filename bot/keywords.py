@@ -1,9 +1,14 @@
-"""The one place that holds the SMS command words (opt-out, opt-in, help, language).
+"""The one place that holds the SMS command words (opt-out, opt-in, help, join, language).
 
 A command is a message that is *only* the word (case, accents and surrounding
 punctuation ignored), as carriers and Twilio do: "stop" is a command, "ils ont dit
 stop" is not. Swahili and Lingala have no standard carrier keywords; the ones below
 were chosen to be short, common imperatives that nobody writes alone in a report.
+
+JOIN starts the sign-up for safety broadcasts (bot/subscription.py), in the word's
+language. Its Swahili and Lingala words await a native speaker's review: JIUNGE (join),
+JIANDIKISHE (register yourself); Lingala KOTA (enter, as in kokota na lisanga: join a
+group), MIKOMISA and KOMIKOMISA (register oneself, as for voter registration).
 """
 
 import re
@@ -14,6 +19,7 @@ OPT_OUT = "opt_out"
 OPT_IN = "opt_in"
 HELP = "help"
 LANGUAGE = "choose_language"
+JOIN = "join"
 
 WORDS: dict[str, dict[str, str | None]] = {
     OPT_OUT: {
@@ -30,6 +36,13 @@ WORDS: dict[str, dict[str, str | None]] = {
         "HELP": None, "INFO": None, "AIDE": "fr", "MSAADA": "sw", "SAIDIA": "sw",
         "LISALISI": "ln", "SALISA": "ln",
     },
+    JOIN: {
+        # English; French (S'ABONNER, S'INSCRIRE fold to SABONNER, SINSCRIRE); Swahili;
+        # Lingala: to be confirmed by native speakers (see the module docstring)
+        "JOIN": None, "SUBSCRIBE": None, "ABONNER": "fr", "SABONNER": "fr", "ABONNEMENT": "fr",
+        "INSCRIRE": "fr", "SINSCRIRE": "fr", "INSCRIPTION": "fr", "JIUNGE": "sw", "JIANDIKISHE": "sw",
+        "KOTA": "ln", "MIKOMISA": "ln", "KOMIKOMISA": "ln",
+    },
 }
 
 # Words that choose a language, mapped to the language chosen.
@@ -42,7 +55,7 @@ LANGUAGE_WORDS = {
 
 @dataclass(frozen=True)
 class Command:
-    intent: str  # one of OPT_OUT, OPT_IN, HELP, LANGUAGE
+    intent: str  # one of OPT_OUT, OPT_IN, HELP, JOIN, LANGUAGE
     language: str | None  # the language the word belongs to (or chosen), if any
 
 

@@ -58,6 +58,23 @@ MESSAGES: dict[str, str] = {
     "out_of_scope": "This line is for security alerts. Tell us what happened, where and when.",
     "acknowledged": "OK. Write to us if something happens.",
     "error": "Sorry, there is a problem. Please try again later.",
+    # sign-up for safety broadcasts (bot/subscription.py); "which one?" is ask_place_choice
+    "subscribe_consent": "Alert line: receive free safety warnings for your area. We keep your number "
+                         "only to send them and give it to nobody. 1 Agree 2 Refuse. STOP ends everything.",
+    "subscribe_place": "Which village or town do you live in? Write its name.",
+    "subscribe_place_unknown": "We do not know this place. Write the name of a big town near you.",
+    "subscribe_place_area": "We still do not know it. Write the name of your territory or province, "
+                            "for example Masisi or Nord-Kivu.",
+    "subscribe_language": "In which language do you want our messages? Reply with a number: {options}",
+    "subscribed": "You are registered for safety warnings for {place}. To stop send STOP.",
+    "subscribe_refused": "OK, you are not registered. Send JOIN if you change your mind.",
+    "subscribe_ended": "We could not finish your registration. Send JOIN again later.",
+    # broadcasts
+    "broadcast_answer_thanks": "Thank you, we received your answer.",
+    # CAP 1.2 documents of a broadcast: the event name, the sender, the area sent to everyone
+    "cap.event": "Security warning",
+    "cap.sender_name": "Community alert line",
+    "cap.all_areas": "Eastern DR Congo",
     # values in summaries and menus
     "value.unknown": "unknown",
     "value.many": "many",
