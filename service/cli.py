@@ -23,6 +23,7 @@ EXTERNAL = {
     "places": "bot.gazetteer_import:cli",
     "keys": "service.keys:cli",
     "smpp": "service.channels.smpp_link:cli",
+    "subscribers": "service.subscribers:cli",
 }
 
 

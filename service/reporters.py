@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.models import Conversation, Reporter, utcnow
+from service.models import Conversation, Reporter, Subscriber, utcnow
 from service.privacy import Identity
 
 log = logging.getLogger(__name__)
@@ -118,10 +118,13 @@ def latest_conversation(session: Session, reporter: Reporter, channel: str = "sm
 
 
 def purge_expired_numbers(session: Session) -> int:
-    """Forget numbers past their retention: the reporter stays, only call-backs stop."""
+    """Forget numbers past their retention: the reporter stays, only call-backs stop.
+    An active subscriber's number is kept: their consent to broadcasts is its basis."""
     now = utcnow()
+    subscribed = select(Subscriber.id).where(Subscriber.reporter_id == Reporter.id, Subscriber.status == "active")
     rows = session.scalars(select(Reporter).where(Reporter.phone_expires_at < now,
-                                                  Reporter.phone_encrypted.is_not(None))).all()
+                                                  Reporter.phone_encrypted.is_not(None),
+                                                  ~subscribed.exists())).all()
     for reporter in rows:
         reporter.phone_encrypted = None
     return len(rows)
