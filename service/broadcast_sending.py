@@ -123,7 +123,8 @@ def _write_deliveries(svc, broadcast: Broadcast, lease: str) -> int:
         session.commit()  # the page and the cursor together
         written += len(rows)
         svc.redis.set(lease, 1, ex=svc.config["BROADCAST_LEASE"])
-        _queue_own_process_sends(svc, broadcast.id, [r["reporter_id"] for r in rows])
+        if rows:
+            _queue_own_process_sends(svc, broadcast.id, Message.reporter_id.in_([r["reporter_id"] for r in rows]))
         if not senders_started and rows:
             ensure_senders(svc, broadcast)
             senders_started = True
@@ -135,16 +136,20 @@ def _write_deliveries(svc, broadcast: Broadcast, lease: str) -> int:
     return written
 
 
-def _queue_own_process_sends(svc, broadcast_id: int, reporter_ids: list[int]) -> None:
-    """Deliveries on a channel that sends only from its own process (an SMPP bind) go
-    there one job each, through the outbox, at the bind's own throughput."""
-    own = [c.name for c in svc.channels if c.send_queue]
-    if not own or not reporter_ids:
+def _own_process_channels(channels) -> list[str]:
+    """Channels that send only from their own process (an SMPP bind)."""
+    return [c.name for c in channels if c.send_queue]
+
+
+def _queue_own_process_sends(svc, broadcast_id: int, *where, unless_waiting: bool = False) -> None:
+    """Deliveries on a channel that sends only from its own process go there one job
+    each, through the outbox, at the bind's own throughput."""
+    own = _own_process_channels(svc.channels)
+    if not own:
         return
     for message_id in svc.session.scalars(select(Message.id).where(
-            Message.broadcast_id == broadcast_id, Message.provider.in_(own), Message.status == "queued",
-            Message.reporter_id.in_(reporter_ids))):
-        queue.enqueue_send(svc.queue, message_id)
+            Message.broadcast_id == broadcast_id, Message.provider.in_(own), Message.status == "queued", *where)):
+        queue.enqueue_send(svc.queue, message_id, unless_waiting=unless_waiting)
 
 
 # --- senders ----------------------------------------------------------------------------
@@ -288,7 +293,7 @@ def _record(session, outcomes: list[dict]) -> None:
 def _next(svc, broadcast: Broadcast, slot: int, lease: str) -> str:
     """After a slice: go on now, later (retries waiting), or end the slot."""
     session, redis = svc.session, svc.redis
-    own = [c.name for c in svc.channels if c.send_queue]
+    own = _own_process_channels(svc.channels)
     mine = (Message.broadcast_id == broadcast.id) & Message.provider.not_in(own) if own else \
         (Message.broadcast_id == broadcast.id)
     now = utcnow()
@@ -349,15 +354,6 @@ def sweep(svc) -> dict:
         if broadcast.state == "sending":
             counts["senders"] += ensure_senders(svc, broadcast)
             counts["finished"] += finish(session, broadcast)
-            _requeue_own_process_sends(svc, broadcast.id, now - timedelta(seconds=svc.config["WEBHOOK_BUDGET"] + 5))
+            cutoff = now - timedelta(seconds=svc.config["WEBHOOK_BUDGET"] + 5)
+            _queue_own_process_sends(svc, broadcast.id, Message.created_at < cutoff, unless_waiting=True)
     return counts
-
-
-def _requeue_own_process_sends(svc, broadcast_id: int, older_than) -> None:
-    own = [c.name for c in svc.channels if c.send_queue]
-    if not own:
-        return
-    for message_id in svc.session.scalars(select(Message.id).where(
-            Message.broadcast_id == broadcast_id, Message.provider.in_(own), Message.status == "queued",
-            Message.created_at < older_than)):
-        queue.enqueue_send(svc.queue, message_id, unless_waiting=True)
