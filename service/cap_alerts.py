@@ -14,13 +14,14 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 
 from bot import messages
+from bot.languages import LANGUAGES
 from bot.places import default_gazetteer
 from service import cap
 from service.broadcasts import aware
 from service.models import Broadcast, utcnow
 from service.targeting import Targets
 
-HEADLINE = 100  # characters of the text used as headline when none is given
+HEADLINE = 100  # a first sentence this short is the headline when none is given
 
 
 def sender(config) -> str:
@@ -68,7 +69,8 @@ def to_cap(broadcast: Broadcast, config, web: str | None = None) -> cap.CapAlert
     options = broadcast.cap or {}
     texts = broadcast.original_texts or broadcast.texts
     infos = []
-    for lang, text in texts.items():
+    for lang in sorted(texts, key=lambda code: LANGUAGES.index(code) if code in LANGUAGES else len(LANGUAGES)):
+        text = texts[lang]
         headline = (options.get("headline") or {}).get(lang) or _headline(text)
         instruction = (options.get("instruction") or {}).get(lang) or text
         infos.append(cap.Info(language=lang, event=messages.text("cap.event", lang),
@@ -88,12 +90,13 @@ def to_cap(broadcast: Broadcast, config, web: str | None = None) -> cap.CapAlert
 
 
 def _headline(text: str) -> str:
+    """The text's first sentence when it is short, cut as CAP headlines are (cap.headline)."""
     first = text.split("\n")[0].strip()
     for stop in (". ", "! ", "? "):
         if stop in first[:HEADLINE]:
             first = first[:first.index(stop) + 1]
             break
-    return first if len(first) <= HEADLINE else first[:HEADLINE].rsplit(" ", 1)[0] + "…"
+    return cap.headline(first)
 
 
 def document(broadcast: Broadcast, config, web: str | None = None) -> bytes:

@@ -29,7 +29,7 @@ from bot.engine import EngineUnavailable, forced_intent
 from bot.language import choose as choose_language
 from bot.languages import DEFAULT_LANGUAGE
 from bot.understanding import for_nlu
-from service import health, locks, outbox, queue, rate, reporters, spool
+from service import broadcasts, health, locks, outbox, queue, rate, reporters, spool
 from service.channels.base import InboundMessage, SendError
 from service.db import get_session
 from service.models import Message, Reporter, utcnow
@@ -393,6 +393,8 @@ def turn(svc: Services, reporter: Reporter, message: Message, timeout: float | N
     text = (message.body or "")[:MAX_PROCESSED]
     payloads = _command(svc, reporter, message, text, timeout)
     if payloads is None:
+        payloads, text = _broadcast_answer(svc, reporter, message, text)
+    if payloads is None:
         payloads = _converse(svc, reporter, message, conversation, text, timeout, retry)
     default = reply_language(session, reporter, text, conversation)
     body = svc.channels.get(message.provider).render(payloads, default)  # the reply leaves by this channel
@@ -427,6 +429,19 @@ def _command(svc: Services, reporter: Reporter, message: Message, text: str, tim
         reporters.opt_in(svc.session, reporter)
         return [{"msg": "opted_in", "lang": lang}]
     return None
+
+
+def _broadcast_answer(svc: Services, reporter: Reporter, message: Message, text: str):
+    """An answer to a broadcast's question is counted and thanked, not taken as a report
+    or a form answer; what follows a number ("1 but armed men are here") still goes to
+    the conversation. Returns (payloads or None, the text left for the engine)."""
+    reply = broadcasts.match_reply(svc.session, reporter.id, text)
+    if reply is None:
+        return None, text
+    broadcasts.record_reply(svc.session, reply, reporter.id, message.id)
+    if reply.remainder:
+        return None, reply.remainder
+    return [{"msg": "broadcast_answer_thanks", "lang": reply_language(svc.session, reporter, text)}], text
 
 
 def _claim(session: Session, message: Message, lease: float) -> bool:

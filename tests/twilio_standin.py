@@ -39,6 +39,7 @@ class TwilioStandin:
         self.sent: list[SentMessage] = []
         self.errors: dict[str, tuple[int, int]] = {}  # To -> (HTTP status, Twilio code)
         self.cuts = 0  # the next sends taken but never answered
+        self.throttles = 0  # the next sends refused with 429 Too Many Requests (code 20429)
         self.lookups = 0
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -53,6 +54,9 @@ class TwilioStandin:
 
     def cut(self, count: int = 1) -> None:
         self.cuts = count
+
+    def throttle(self, count: int = 1) -> None:
+        self.throttles = count
 
     def start(self) -> "TwilioStandin":
         self.thread.start()
@@ -77,6 +81,11 @@ class TwilioStandin:
                 length = int(self.headers.get("Content-Length") or 0)
                 params = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 to = params.get("To", "")
+                with standin.lock:
+                    throttled, standin.throttles = standin.throttles > 0, max(0, standin.throttles - 1)
+                if throttled:
+                    return self._json(429, {"code": 20429, "message": "Too Many Requests", "status": 429,
+                                            "more_info": "https://www.twilio.com/docs/errors/20429"})
                 if to in standin.errors:
                     status, code = standin.errors[to]
                     return self._json(status, {"code": code, "message": f"error {code}", "status": status,
