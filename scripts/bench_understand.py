@@ -3,7 +3,8 @@
     .venv/bin/python scripts/bench_understand.py --url http://127.0.0.1:8000 --token TOKEN [--n 300]
 
 Sends the held-out messages (nlu/tests/heldout.yml) in turn from one client, loopback
-only, bounded in count, and prints p50/p90/p99 in milliseconds.
+only, bounded in count, and prints p50/p90/p99 in milliseconds; first, how long the
+gazetteer takes to load in this process (each web and worker process loads it once).
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def main() -> None:
     parser.add_argument("--token", default="dev-api-token")
     parser.add_argument("--n", type=int, default=300)
     args = parser.parse_args()
+    from bot.places import Gazetteer
+
+    started = time.perf_counter()
+    places = Gazetteer.load()
+    print(f"gazetteer load  {len(places)} places  {(time.perf_counter() - started) * 1000:.0f} ms")
     texts = [m["text"] for m in yaml.safe_load((ROOT / "nlu/tests/heldout.yml").read_text())["messages"]]
     http = requests.Session()
     headers = {"Authorization": f"Bearer {args.token}"}

@@ -29,7 +29,7 @@ from bot.engine import EngineUnavailable, forced_intent
 from bot.language import choose as choose_language
 from bot.languages import DEFAULT_LANGUAGE
 from bot.understanding import for_nlu
-from service import broadcasts, health, locks, outbox, queue, rate, reporters, spool
+from service import broadcasts, health, locks, outbox, queue, rate, reporters, signup, spool
 from service.channels.base import InboundMessage, SendError
 from service.db import get_session
 from service.models import Message, Reporter, utcnow
@@ -391,7 +391,9 @@ def turn(svc: Services, reporter: Reporter, message: Message, timeout: float | N
     conversation = reporters.conversation(session, reporter, config["CONVERSATION_TIMEOUT"])
     message.conversation_id = conversation.id
     text = (message.body or "")[:MAX_PROCESSED]
-    payloads = _command(svc, reporter, message, text, timeout)
+    payloads = signup.handle(session, reporter, message, text, config["CONVERSATION_TIMEOUT"])
+    if payloads is None:
+        payloads = _command(svc, reporter, message, text, timeout)
     if payloads is None:
         payloads, text = _broadcast_answer(svc, reporter, message, text)
     if payloads is None:

@@ -1,7 +1,6 @@
 """The gazetteer against the shipped data: resolution policy, aliases, false positives."""
 
 import csv
-import time
 
 import pytest
 
@@ -13,10 +12,8 @@ def gaz():
     return default_gazetteer()
 
 
-def test_loads_fast_and_in_scope():
-    start = time.perf_counter()
+def test_loads_in_scope():  # how fast it loads: scripts/bench_understand.py (no timed assertion here)
     g = Gazetteer.load()
-    assert time.perf_counter() - start < 1.0
     assert g.get("CD6110").name == "Butembo"
     assert g.get("CD10") is None  # Kinshasa is out of scope
     assert len(g) > 5000
