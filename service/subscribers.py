@@ -22,7 +22,7 @@ from typing import Iterable
 
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from bot.languages import LANGUAGES, NATIVE_NAMES, normalise as normalise_language
 from bot.places import Gazetteer, PlaceRecord, default_gazetteer
@@ -276,15 +276,6 @@ def leave(session: Session, subscriber: Subscriber) -> None:
     """No more broadcasts; the number's usual retention (from the last contact) applies again."""
     subscriber.status = "left"
     session.flush()
-
-
-def number(identity: Identity, reporter: Reporter) -> str | None:
-    """The number to send a broadcast to: an active subscriber's whatever its retention
-    date (consent is the basis), anyone else's only while unexpired."""
-    session = object_session(reporter)
-    active = session is not None and session.scalar(select(Subscriber.id).where(
-        Subscriber.reporter_id == reporter.id, Subscriber.status == "active")) is not None
-    return identity.decrypt(reporter.phone_encrypted) if active else reporters.number_for_sending(identity, reporter)
 
 
 def as_json(subscriber: Subscriber, opted_out: bool, groups: list[str]) -> dict:
