@@ -7,6 +7,7 @@ the database the web app reads. Everything listens on loopback only.
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from pathlib import Path
@@ -153,3 +154,18 @@ def run_worker_for():
 def run_worker(app, run_worker_for):
     """Run the queued jobs of the test's app now (see run_worker_for)."""
     return run_worker_for(app)
+
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def phone(client, app_config):
+    """phone() -> a new reporter's Phone (tests/integration/phone.py), a number of its own."""
+    from tests.integration.phone import Phone
+
+    def make(lang_hint: str | None = None) -> Phone:
+        number = f"+24399{os.getpid() % 100:02d}{next(_numbers):05d}"
+        return Phone(client, number, token=app_config["TWILIO_AUTH_TOKEN"],
+                     base_url=app_config["PUBLIC_BASE_URL"])
+    return make

@@ -3,7 +3,6 @@ a trained Rasa server with the action server, Redis, and SQLite or PostgreSQL.""
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 
@@ -13,19 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from service.db import get_session
 from service.models import Alert, Message, Reporter
-from tests.integration.phone import Phone, replies, says
-
-_numbers = itertools.count(1)
-
-
-@pytest.fixture
-def phone(client, app_config):
-    def make(lang_hint: str | None = None) -> Phone:
-        number = f"+24399{os.getpid() % 100:02d}{next(_numbers):05d}"
-        return Phone(client, number, token=app_config["TWILIO_AUTH_TOKEN"],
-                     base_url=app_config["PUBLIC_BASE_URL"])
-    return make
-
+from tests.integration.phone import replies, says
 
 def alerts(app, status=None):
     with app.app_context():
