@@ -10,14 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from bot.flow import Field
-from bot.parsing import parse_people, parse_when
+from bot.parsing import EAST, parse_people, parse_when
 from bot.places import Gazetteer
 from bot.understanding import Understanding
 
-EAST = ZoneInfo("Africa/Lubumbashi")
 NOT_APPLICABLE = "-"
 UNKNOWN_WORDS = {"0", "?", "je ne sais pas", "sais pas", "je sais pas", "jsp", "inconnu", "aucune idee",
                  "sijui", "sijuwi", "hatujui", "haijulikani", "nayebi te", "toyebi te", "ayebani te"}

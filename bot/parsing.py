@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-EAST = ZoneInfo("Africa/Lubumbashi")
+EAST = ZoneInfo("Africa/Lubumbashi")  # eastern DRC, +02:00 all year: the one definition
 
 
 def _norm(text: str) -> list[str]:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from rasa_sdk import Action
 from rasa_sdk.events import SlotSet
 
 from bot import answers
 from bot.flow import Field, Flow, alert_flow
+from bot.parsing import EAST
 from bot.perpetrators import UNIDENTIFIED_SOLDIERS
 from bot.places import default_gazetteer
 from bot.summary import (
@@ -28,7 +28,6 @@ from service.actions.common import (
     user_text,
 )
 
-EAST = ZoneInfo("Africa/Lubumbashi")
 INTERRUPTIONS = {"help", "choose_language", "opt_out"}
 HELPERS = ("place_candidates", "place_pending", "place_written", "correcting", "retries")
 
