@@ -196,6 +196,18 @@ def test_an_opt_out_after_the_fan_out_is_honoured_at_send_time(app, client, db, 
     assert by_reporter[people["goma_sw"].reporter_id] == "suppressed"
 
 
+def test_stop_by_sms_then_start_again_receives_the_next_broadcast(app, client, db, people, text_in,
+                                                                  twilio_standin):
+    goma = "+243990001004"
+    text_in("STOP", sender=goma)
+    assert run(app, post(client).json["id"]) == "done"
+    assert goma not in {m.to for m in twilio_standin.sent}
+    text_in("ANZA", sender=goma)  # opting back in works: still a subscriber
+    before = len(twilio_standin.sent)
+    assert run(app, post(client).json["id"]) == "done"
+    assert [m.body for m in twilio_standin.sent[before:] if m.to == goma] == [TEXTS["sw"]]
+
+
 def test_cancel_stops_what_was_not_sent(app, client, db, people, twilio_standin):
     bid = post(client).json["id"]
     with app.app_context():
