@@ -29,7 +29,7 @@ from bot.engine import EngineUnavailable, forced_intent
 from bot.language import choose as choose_language
 from bot.languages import DEFAULT_LANGUAGE
 from bot.understanding import for_nlu
-from service import broadcasts, health, locks, outbox, queue, rate, reporters, signup, spool
+from service import broadcasts, bucket, health, locks, outbox, queue, rate, reporters, signup, spool
 from service.channels.base import InboundMessage, SendError
 from service.db import get_session
 from service.models import Message, Reporter, utcnow
@@ -69,7 +69,7 @@ class Services:
     def send(self, message_id: int) -> str:
         """Hand one stored outbound message to its channel (see service/outbox.py)."""
         return outbox.send(self.session, message_id, self.channels, self.identity,
-                           self.config["MAX_SEND_ATTEMPTS"])
+                           self.config["MAX_SEND_ATTEMPTS"], connection=self.redis)
 
     def mark_ttl(self) -> int:
         """How long a reporter's "job queued" mark lives: a few sweeps."""
@@ -196,7 +196,7 @@ def _hand_over(svc: Services, channel, reply: Message | None) -> list[str]:
     if not channel.inline_replies:
         queue.enqueue_send(svc.queue, reply.id)  # a lost job: the sweep sends it
         return []
-    return [reply.body] if outbox.hand_over(svc.session, reply.id) else []
+    return [reply.body] if outbox.hand_over(svc.session, reply.id, bucket.for_channel(svc.redis, channel)) else []
 
 
 def _spool(svc: Services, channel, inbound: InboundMessage, exc: Exception) -> str:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot import keywords
 from bot.gsm7 import segments
+from service import bucket
 from service.channels import Channels
 from service.channels.base import Channel, LookupUnsupported, SendError
 from service.models import Broadcast, Message, Reporter, Subscriber, utcnow
@@ -65,10 +67,11 @@ def record(session: Session, reporter: Reporter, body: str, *, reply_to: Message
     return message
 
 
-def hand_over(session: Session, message_id: int) -> bool:
+def hand_over(session: Session, message_id: int, limit: bucket.Bucket | None = None) -> bool:
     """Mark a queued reply as given in the webhook's own answer; False: send it later.
 
-    Checked and claimed like a send, so a STOP that won the race suppresses it here.
+    Checked and claimed like a send, so a STOP that won the race suppresses it here. The
+    gateway still sends it: it counts against the channel's rate (`limit`, see _count).
     """
     message = session.get(Message, message_id)
     reporter = current(session, message.reporter_id) if message and message.reporter_id else None
@@ -81,15 +84,18 @@ def hand_over(session: Session, message_id: int) -> bool:
     claimed = session.execute(update(Message).where(Message.id == message_id, Message.status == "queued")
                               .values(status="handed", attempts=Message.attempts + 1, processed_at=utcnow()))
     session.commit()
+    if claimed.rowcount == 1:
+        _count(limit, message)
     return claimed.rowcount == 1
 
 
 def send(session: Session, message_id: int, channels: Channels, identity: Identity,
-         max_attempts: int = 6) -> str:
+         max_attempts: int = 6, connection: redis.Redis | None = None) -> str:
     """Hand one queued message to its channel (the one named on the row: a reply leaves
     by the channel its message came in on); returns its new status. Safe to repeat.
 
-    A retryable refusal puts it back to "queued" and re-raises for the job's retry.
+    A retryable refusal puts it back to "queued" and re-raises for the job's retry. With
+    `connection`, the send counts against the channel's rate (see _count).
     """
     message = session.get(Message, message_id)
     if message is None or message.direction != "out":
@@ -116,6 +122,7 @@ def send(session: Session, message_id: int, channels: Channels, identity: Identi
     session.commit()
     if claimed.rowcount != 1:
         return "sending"
+    _count(bucket.for_channel(connection, channel) if connection is not None else None, message)
     try:
         provider_id = channel.send(number, message.body, (reply_to.reply_context if reply_to else None) or None,
                                    idempotency_key=f"alerte-{message.id}")
@@ -124,6 +131,19 @@ def send(session: Session, message_id: int, channels: Channels, identity: Identi
             return _unknown(session, message, channel, number, claimed_at, exc)
         return _failed(session, message, reporter, exc)
     return _sent(session, message, channel, provider_id, number)
+
+
+def _count(limit: bucket.Bucket | None, message: Message) -> None:
+    """A send outside the broadcast senders (a reply, an SMPP bind's delivery) takes its
+    segments from the channel's bucket without waiting: it never waits for a broadcast,
+    and the broadcast senders, who wait, leave it room (service/bucket.py). Redis down
+    costs the count, never the send."""
+    if limit is None:
+        return
+    try:
+        limit.take(message.segments or segments(message.body or ""), force=True)
+    except redis.RedisError as exc:
+        log.info("message %s not counted against %s's rate: %s", message.id, limit.channel, exc)
 
 
 def _broadcast_withdrawn(session: Session, message: Message) -> str | None:

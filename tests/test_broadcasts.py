@@ -443,3 +443,35 @@ def test_the_atom_feed_lists_active_broadcasts_only(app, client, db, people):
     links = [e.find(f"{atom}link").get("href") for e in feed.findall(f"{atom}entry")]
     assert [link.rsplit("/", 2)[-2] for link in links] == [str(kept)]  # not the canceled, not the later one
     assert later not in (gone, kept)
+
+
+def test_replies_count_against_the_channels_rate_without_waiting(app, redis_url, text_in, engine, twilio_standin):
+    """A reply takes its segments from the bucket at once (never waits, the bucket goes
+    into debt), so a broadcast sender sharing the channel finds less room."""
+    import redis as redis_client
+
+    connection = redis_client.Redis.from_url(redis_url)
+    with app.app_context():
+        channel = app.extensions["channels"].get("twilio")
+    channel.send_rate = 0.001  # so slow that nothing refills while the test runs
+    try:
+        assert text_in("Attaque a Beni", sender="+243990001001").status_code == 200  # inline, handed
+        with app.app_context():
+            svc = Services.current()
+            assert svc.send(outbox_record(svc, "+243990001002").id) == "sent"  # sent by the worker's path
+        tokens = float(connection.hget("alerte:bucket:twilio", "tokens"))
+        # a full bucket holds at least one send (1 segment here): the first reply empties
+        # it, the second is taken all the same and leaves it one segment in debt
+        assert abs(tokens - -1) < 0.01
+        assert len(twilio_standin.sent) == 1  # the second reply was not held back
+    finally:
+        channel.send_rate = None
+
+
+def outbox_record(svc, number: str):
+    from service import outbox, reporters
+
+    reporter = reporters.seen(svc.session, svc.identity, number)
+    reply = outbox.record(svc.session, reporter, "Sawa", language="sw", provider="twilio")
+    svc.session.commit()
+    return reply
