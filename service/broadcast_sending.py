@@ -102,8 +102,10 @@ def _write_deliveries(svc, broadcast: Broadcast, lease: str) -> int:
     insert = insert.on_conflict_do_nothing(index_elements=["broadcast_id", "reporter_id"])
     written, senders_started = 0, False
     while True:
-        if session.scalar(select(Broadcast.state).where(Broadcast.id == broadcast.id)) != "sending":
-            return written  # canceled or expired meanwhile
+        state = session.scalar(select(Broadcast.state).where(Broadcast.id == broadcast.id))
+        if state != "sending":  # canceled or expired meanwhile, perhaps while a page was written:
+            _withdraw_left(session, broadcast, state)  # its rows must not stay queued
+            return written
         page, last = targeting.recipients(session, targets, broadcast.fanout_cursor, svc.config["BROADCAST_PAGE"])
         if last == broadcast.fanout_cursor:
             break
@@ -134,6 +136,16 @@ def _write_deliveries(svc, broadcast: Broadcast, lease: str) -> int:
     ensure_senders(svc, broadcast)
     log.info("broadcast %s: %s deliveries written", broadcast.id, broadcast.recipients)
     return written
+
+
+def _withdraw_left(session, broadcast: Broadcast, state: str) -> None:
+    """Deliveries a fan-out page wrote after a cancel or an expiry had withdrawn the
+    queued ones end as the others did."""
+    session.refresh(broadcast)
+    if state == "canceled":
+        broadcasts.cancel(session, broadcast)
+    elif state == "expired":
+        broadcasts.expire(session, broadcast)
 
 
 # One statement per page on PostgreSQL: the page's columns as arrays. psycopg's

@@ -219,6 +219,28 @@ def test_cancel_stops_what_was_not_sent(app, client, db, people, twilio_standin)
     assert client.post(f"/api/v1/broadcasts/{bid}/cancel", headers=API_HEADERS).status_code == 409
 
 
+def test_a_cancel_while_the_fan_out_writes_a_page_leaves_nothing_queued(app, client, db, people, twilio_standin,
+                                                                       monkeypatch):
+    from service import targeting
+
+    bid = post(client).json["id"]
+    real, calls = targeting.recipients, []
+
+    def recipients(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # after the first page, before the second is written
+            assert client.post(f"/api/v1/broadcasts/{bid}/cancel", headers=API_HEADERS).status_code == 200
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(targeting, "recipients", recipients)
+    monkeypatch.setitem(app.config, "BROADCAST_PAGE", 2)
+    with app.app_context():
+        broadcast_sending.fanout(Services.current(), bid)
+    rows = deliveries(db, bid)
+    assert len(rows) == 4 and {m.status for m in rows} == {"canceled"}  # two pages, none left queued
+    assert run(app, bid) == "canceled" and twilio_standin.sent == []
+
+
 def test_an_expired_broadcast_sends_nothing_more(app, client, db, people, twilio_standin):
     bid = post(client).json["id"]
     with app.app_context():
