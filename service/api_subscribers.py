@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import case, func, select
 
 from bot.languages import LANGUAGES
-from service import api, subscribers
+from service import api, subscriber_import, subscribers
 from service.db import get_session
 from service.models import Group, Reporter, Subscriber, subscriber_groups
 from service.privacy import InvalidNumber, identity, normalise
@@ -143,7 +143,7 @@ def _import_csv():
     except UnicodeDecodeError:
         return _error(400, "the CSV must be UTF-8 text")
     try:
-        report = subscribers.import_csv(get_session(), identity(), current_app.extensions["channels"], text,
+        report = subscriber_import.import_csv(get_session(), identity(), current_app.extensions["channels"], text,
                                         source=request.args.get("source") or "api:csv", consent_note=note)
     except subscribers.Invalid as exc:
         return _error(400, str(exc))

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from service import outbox, reporters, subscribers
+from service import outbox, reporters, subscriber_import, subscribers
 from service.cli import main
 from service.models import Group, Reporter, Subscriber, utcnow
 
@@ -49,7 +49,7 @@ def channels(app):
 def import_text(db, identity, channels, text, **kwargs):
     kwargs.setdefault("source", "csv:beni.csv")
     kwargs.setdefault("consent_note", NOTE)
-    return subscribers.import_csv(db, identity, channels, text, **kwargs)
+    return subscriber_import.import_csv(db, identity, channels, text, **kwargs)
 
 
 def subscriber_of(db, identity, number) -> Subscriber | None:
@@ -135,7 +135,7 @@ def test_a_bad_header_imports_nothing(db, identity, channels, text, reason):
 
 
 def test_too_many_rows_import_nothing(db, identity, channels, monkeypatch):
-    monkeypatch.setattr(subscribers, "MAX_ROWS", 2)
+    monkeypatch.setattr(subscriber_import, "MAX_ROWS", 2)
     report = import_text(db, identity, channels, f"phone\n{BENI_FR}\n{GOMA_LN}\n{OTHER}\n")
     assert report.created == 0 and report.rejected == [
         {"row": 4, "reason": "more than 2 rows: nothing imported; split the file"}]
