@@ -241,6 +241,7 @@ def _send_chunk(svc, broadcast: Broadcast, channel, until: float) -> bool:
     limit.refund(size * cost_each - sum(r.segments or 1 for r in rows))
     if not rows:
         return False
+    read_at = reporters.redis_now(svc.redis)  # a STOP after this is caught item by item
     people = {r.id: r for r in session.execute(
         select(Reporter.id, Reporter.opted_out, Reporter.phone_encrypted, Subscriber.status)
         .outerjoin(Subscriber, Subscriber.reporter_id == Reporter.id)
@@ -256,11 +257,14 @@ def _send_chunk(svc, broadcast: Broadcast, channel, until: float) -> bool:
             outcomes.append(_outcome(row, "failed", now, "no_number", "no phone number kept"))
             continue
         ready.append((row, number))
-    results = channel.send_many([Outgoing(number, row.body, f"alerte-{row.id}") for row, number in ready]) \
-        if ready else []
+    results = channel.send_many([Outgoing(number, row.body, f"alerte-{row.id}", _wanted(svc.redis, row, read_at))
+                                 for row, number in ready]) if ready else []
     unknown = []
     for (row, number), result in zip(ready, results):
         if isinstance(result, SendError):
+            if result.withdrawn:
+                outcomes.append(_outcome(row, "suppressed", now))
+                continue
             if result.unknown:
                 unknown.append((row, number))
                 continue
@@ -273,6 +277,12 @@ def _send_chunk(svc, broadcast: Broadcast, channel, until: float) -> bool:
     for row, number in unknown:  # the gateway may have them: its record decides, one by one
         outbox.recover(session, row.id, channel, number, now - timedelta(seconds=5))
     return True
+
+
+def _wanted(connection, row, read_at: float | None):
+    """Asked by the channel just before it sends this delivery: not after a STOP that came
+    while its chunk was going out (service/reporters.mark_stopped)."""
+    return lambda: not reporters.stopped(connection, row.reporter_id, read_at)
 
 
 def _claim(session, broadcast_id: int, provider: str, size: int):

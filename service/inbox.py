@@ -421,6 +421,7 @@ def _command(svc: Services, reporter: Reporter, message: Message, text: str, tim
     if command.intent == keywords.OPT_OUT:
         reporters.opt_out(svc.session, reporter, message.id)
         svc.session.commit()  # at once: sends decided from now on see it
+        reporters.mark_stopped(svc.redis, reporter.id)  # and a batch already going out
         try:
             svc.engine.converse(reporter.key, "/restart", {"message_id": message.id, "channel": "sms"},
                                 timeout=timeout or None)

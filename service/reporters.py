@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
+import redis
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -85,6 +86,46 @@ def opt_out(session: Session, reporter: Reporter, message_id: int | None = None)
         reporter.opted_out = True
         reporter.opted_out_at = utcnow()
         reporter.opted_out_message_id = message_id
+
+
+STOPPED_KEY = "alerte:stopped:{}"  # Redis: when (Redis's clock) the reporter last said STOP
+STOPPED_TTL = 3600
+
+
+def mark_stopped(connection, reporter_id: int) -> None:
+    """Tell senders at once, between two messages of a batch already checked against the
+    database, that this reporter said STOP (service/broadcast_sending.py asks `stopped`
+    just before each send). The database stays the record: Redis down loses nothing but
+    this shortcut. The time is Redis's, so hosts' clocks do not matter, and a later START
+    needs no clearing: a batch read after the STOP sees it in the database instead."""
+    if connection is None:
+        return
+    try:
+        seconds, micros = connection.time()
+        connection.set(STOPPED_KEY.format(reporter_id), f"{seconds + micros / 1e6:.6f}", ex=STOPPED_TTL)
+    except redis.RedisError as exc:
+        log.info("reporter %s: STOP not signalled to senders: %s", reporter_id, exc)
+
+
+def redis_now(connection) -> float | None:
+    """Redis's clock, for `stopped` (None if Redis cannot say)."""
+    try:
+        seconds, micros = connection.time()
+        return seconds + micros / 1e6
+    except (redis.RedisError, AttributeError):
+        return None
+
+
+def stopped(connection, reporter_id: int, since: float | None) -> bool:
+    """Whether the reporter said STOP after `since` (Redis's clock, read before the
+    database was); False when Redis cannot say."""
+    if connection is None or since is None:
+        return False
+    try:
+        value = connection.get(STOPPED_KEY.format(reporter_id))
+    except redis.RedisError:
+        return False
+    return value is not None and float(value) >= since
 
 
 def opt_in(session: Session, reporter: Reporter) -> None:

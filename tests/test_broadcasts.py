@@ -208,6 +208,32 @@ def test_stop_by_sms_then_start_again_receives_the_next_broadcast(app, client, d
     assert [m.body for m in twilio_standin.sent[before:] if m.to == goma] == [TEXTS["sw"]]
 
 
+def test_a_stop_while_a_chunk_is_going_out_stops_the_rest_of_that_chunk(app, client, db, people, text_in,
+                                                                       twilio_standin):
+    """The chunk's opt-outs were read from the database before its first send; a STOP
+    stored during the chunk is still honoured for every send after it."""
+    with app.app_context():
+        channel = app.extensions["channels"].get("twilio")
+    channel.send_concurrency = 1  # one after the other, so "after the STOP" is well defined
+    goma = "+243990001004"
+    stops = []
+
+    def first_send_then_stop(sent):
+        if not stops and sent.to != goma:
+            stops.append(text_in("STOP", sender=goma).status_code)
+
+    twilio_standin.on_send = first_send_then_stop
+    try:
+        bid = post(client).json["id"]
+        assert run(app, bid) == "done"
+    finally:
+        twilio_standin.on_send = None
+        channel.send_concurrency = 8
+    assert stops == [200]
+    assert goma not in {m.to for m in twilio_standin.sent} and len(twilio_standin.sent) == 4
+    assert {m.reporter_id: m.status for m in deliveries(db, bid)}[people["goma_sw"].reporter_id] == "suppressed"
+
+
 def test_cancel_stops_what_was_not_sent(app, client, db, people, twilio_standin):
     bid = post(client).json["id"]
     with app.app_context():

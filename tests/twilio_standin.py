@@ -40,6 +40,7 @@ class TwilioStandin:
         self.errors: dict[str, tuple[int, int]] = {}  # To -> (HTTP status, Twilio code)
         self.cuts = 0  # the next sends taken but never answered
         self.throttles = 0  # the next sends refused with 429 Too Many Requests (code 20429)
+        self.on_send = None  # called with each SentMessage once taken, before it is answered
         self.lookups = 0
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -96,6 +97,8 @@ class TwilioStandin:
                 with standin.lock:
                     standin.sent.append(sent)
                     cut, standin.cuts = standin.cuts > 0, max(0, standin.cuts - 1)
+                if standin.on_send is not None:
+                    standin.on_send(sent)
                 if cut:  # taken, but the answer never reaches the sender
                     self.close_connection = True
                     self.connection.shutdown(2)

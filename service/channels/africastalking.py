@@ -255,7 +255,9 @@ class AfricasTalkingChannel(Channel):
         results: list[str | SendError | None] = [None] * len(items)
         by_body: dict[str, list[int]] = {}
         for i, item in enumerate(items):
-            by_body.setdefault(item.body, []).append(i)
+            results[i] = item.withdrawn()  # asked just before the request that would carry it
+            if results[i] is None:
+                by_body.setdefault(item.body, []).append(i)
         for body, positions in by_body.items():
             numbers = [items[i].to for i in positions]
             try:

@@ -25,6 +25,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable
 
 from flask import Request, Response
 
@@ -56,11 +57,13 @@ class SendError(RuntimeError):
     the last are permanent. `retry_after`: seconds the provider asked us to wait.
     `throttled`: the provider asks us to slow down (HTTP 429, SMPP throttled): every
     sender of this channel backs off, not only this message (service/bucket.py).
+    `withdrawn`: never sent, since the item was no longer wanted when its turn came
+    (Outgoing.wanted: a STOP while its batch was going out).
     """
 
     def __init__(self, code: str | int | None, retryable: bool, message: str = "", unknown: bool = False,
                  opted_out: bool = False, invalid_number: bool = False, retry_after: float | None = None,
-                 throttled: bool = False):
+                 throttled: bool = False, withdrawn: bool = False):
         super().__init__(message or f"send failed ({code})")
         self.code = None if code is None else str(code)
         self.retryable = retryable and not (opted_out or invalid_number)
@@ -69,6 +72,7 @@ class SendError(RuntimeError):
         self.invalid_number = invalid_number
         self.retry_after = retry_after
         self.throttled = throttled
+        self.withdrawn = withdrawn
 
 
 class LookupUnsupported(RuntimeError):
@@ -101,11 +105,19 @@ class StatusUpdate:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message of a batch (a broadcast's deliveries): no reply context."""
+    """One message of a batch (a broadcast's deliveries): no reply context. `wanted`,
+    asked just before this item goes to the gateway: False, and it is not sent (the
+    result is a SendError with `withdrawn`)."""
 
     to: str
     body: str
     idempotency_key: str | None = None
+    wanted: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+
+    def withdrawn(self) -> SendError | None:
+        if self.wanted is None or self.wanted():
+            return None
+        return SendError(None, False, "not sent: no longer wanted (a STOP meanwhile)", withdrawn=True)
 
 
 class SmsRenderer:
@@ -202,6 +214,9 @@ class Channel(abc.ABC):
         return list(self._pool.map(self._send_one, items))
 
     def _send_one(self, item: Outgoing) -> str | SendError:
+        withdrawn = item.withdrawn()
+        if withdrawn is not None:
+            return withdrawn
         try:
             return self.send(item.to, item.body, None, idempotency_key=item.idempotency_key)
         except SendError as exc:
