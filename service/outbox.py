@@ -15,6 +15,7 @@ failed with reason "unknown_outcome" for an operator, rather than sent twice.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 import redis
@@ -133,15 +134,22 @@ def send(session: Session, message_id: int, channels: Channels, identity: Identi
     return _sent(session, message, channel, provider_id, number)
 
 
+BROADCAST_WAIT = 5.0  # s a broadcast delivery sent here waits for its tokens before going all the same
+
+
 def _count(limit: bucket.Bucket | None, message: Message) -> None:
-    """A send outside the broadcast senders (a reply, an SMPP bind's delivery) takes its
-    segments from the channel's bucket without waiting: it never waits for a broadcast,
-    and the broadcast senders, who wait, leave it room (service/bucket.py). Redis down
-    costs the count, never the send."""
+    """A send outside the broadcast senders takes its segments from the channel's bucket.
+    A reply does not wait: it never waits for a broadcast, and the broadcast senders,
+    who wait, leave it room (service/bucket.py). A broadcast's delivery sent here (by an
+    SMPP bind, from its own lower-priority queue) waits for its tokens, up to
+    BROADCAST_WAIT, so the channel keeps its rate. Redis down costs the count, never the
+    send."""
     if limit is None:
         return
+    cost = message.segments or segments(message.body or "")
     try:
-        limit.take(message.segments or segments(message.body or ""), force=True)
+        if message.broadcast_id is None or not limit.wait_for(cost, time.monotonic() + BROADCAST_WAIT):
+            limit.take(cost, force=True)
     except redis.RedisError as exc:
         log.info("message %s not counted against %s's rate: %s", message.id, limit.channel, exc)
 

@@ -100,7 +100,8 @@ def enqueue_send(queue: Queue, message_id: int, unless_waiting: bool = False,
     `unless_waiting` (the sweep): leave a job that is queued or waiting for its retry
     alone, so its retry count is not reset. The job goes on `queue_name`, else on the
     send queue of the message's channel where it names one (an SMPP bind sends only from
-    its own process), else on `queue`. `first`: ahead of the jobs already waiting (the
+    its own process; its broadcast deliveries on the lower-priority `broadcast_queue`),
+    else on `queue`. `first`: ahead of the jobs already waiting (the
     "received" notice goes before the answer that a job will give).
     """
     name = queue_name or _send_queue_of(message_id)
@@ -151,4 +152,7 @@ def _send_queue_of(message_id: int) -> str | None:
     except SQLAlchemyError:
         log.warning("message %s: its channel unknown (database error); default send queue", message_id)
         return None
-    return channels.get(message.provider).send_queue if message is not None else None
+    if message is None:
+        return None
+    channel = channels.get(message.provider)
+    return channel.broadcast_queue if message.broadcast_id is not None else channel.send_queue

@@ -137,6 +137,13 @@ class Channel(abc.ABC):
     kind: str = ""  # the module's name: twilio, africastalking, http, smpp
     inline_replies = False  # can answer inside the webhook's response
     send_queue: str | None = None  # its own RQ queue, where only one process can send (an SMPP bind)
+
+    @property
+    def broadcast_queue(self) -> str | None:
+        """Where its broadcast deliveries wait, when it sends from its own process: a
+        queue of their own that the process takes after `send_queue`, so a reply never
+        waits behind a broadcast."""
+        return f"{self.send_queue}-broadcasts" if self.send_queue else None
     renderer = SmsRenderer()
     batch_size = 50  # messages handed to send_many() at once (a broadcast's chunk)
 

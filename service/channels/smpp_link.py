@@ -364,9 +364,11 @@ class Link:
     def _work(self) -> None:
         """The send jobs of this channel, run while the link is bound."""
         connection = queues.connect(self.app.config["REDIS_URL"], blocking=True)
-        rq_queue = Queue(self.channel.send_queue, connection=connection)
-        worker = _BindWorker([rq_queue], connection=connection)
-        scheduler = RQScheduler([rq_queue], connection=connection)
+        # replies first: a broadcast's deliveries wait on their own queue, taken after
+        rq_queues = [Queue(name, connection=connection)
+                     for name in (self.channel.send_queue, self.channel.broadcast_queue)]
+        worker = _BindWorker(rq_queues, connection=connection)
+        scheduler = RQScheduler(rq_queues, connection=connection)
         with self.app.app_context():
             while not self.stopping.is_set():
                 if not self.bound.wait(0.5):

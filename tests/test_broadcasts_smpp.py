@@ -1,0 +1,76 @@
+"""A broadcast on an SMPP bind (which sends only from its own process): its deliveries
+wait on the bind's lower-priority queue, at the channel's rate, and a reporter's reply
+on the same bind goes ahead of them. The bind's loop runs in a thread against the SMPP
+stand-in (tests/smpp_standin.py); real Redis, SQLite and PostgreSQL. (That the bind
+keeps the channel's rate is an upper bound on its sends over time: tests/faults.)"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+from rq import Retry
+
+from service import broadcast_sending, broadcasts, queue as queues
+from service.channels.smpp_link import Link
+from service.inbox import Services
+from tests.broadcast_factories import API_HEADERS, BENI, request, subscriber
+from tests.smpp_standin import SmppStandin
+from tests.test_smpp import SOURCE
+
+pytestmark = pytest.mark.usefixtures("app")
+NUMBERS = [f"+2439900030{n:02d}" for n in range(16)]
+RATE = 4  # segments per second: 16 deliveries take about 3 s (a full bucket holds 4)
+
+
+@pytest.fixture
+def smsc():
+    standin = SmppStandin(password="s3cret").start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture
+def app_config(app_config, smsc):
+    channel = {"name": "smpp", "kind": "smpp", "default": True, "host": "127.0.0.1", "port": smsc.port,
+               "system_id": "alerte", "password": "s3cret", "source_addr": "1234", "numbers": ["1234"],
+               "enquire_link_interval": 0.5, "reconnect_max": 0.4, "response_timeout": 1.5, "throughput": 50,
+               "send_rate": RATE}
+    return {**app_config, "CHANNELS": json.dumps([channel])}
+
+
+@pytest.fixture
+def link(app, smsc, monkeypatch):
+    monkeypatch.setattr(queues, "SEND_RETRY", Retry(max=4, interval=1))
+    running = Link(app, app.extensions["channels"].by_name["smpp"])
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    assert smsc.wait_bound(1)
+    yield running
+    running.stop()
+    thread.join(10)
+
+
+def test_a_reply_on_the_bind_goes_ahead_of_the_broadcast(app, client, db, smsc, link):
+    identity = app.extensions["identity"]
+    for number in NUMBERS:
+        subscriber(db, identity, number, "sw", BENI, channel="smpp")
+    bid = client.post("/api/v1/broadcasts", json=request(), headers=API_HEADERS).json["id"]
+    with app.app_context():
+        broadcast_sending.fanout(Services.current(), bid)  # queues each delivery for the bind
+    wanted = {n.lstrip("+") for n in NUMBERS}
+    assert smsc.wait_for(lambda: len([s for s in smsc.accepted() if s.destination in wanted]) >= 2)
+    smsc.deliver(SOURCE, "watu wenye silaha wako kasindi")  # a reporter, mid-broadcast
+    assert smsc.wait_for(lambda: smsc.accepted(SOURCE) and
+                         wanted <= {s.destination for s in smsc.accepted()}, timeout=30)
+    order = [s.destination for s in smsc.accepted()]
+    reply_at = order.index(SOURCE)
+    broadcast = [i for i, d in enumerate(order) if d in wanted]
+    assert reply_at < broadcast[-1]  # the reply did not wait for the broadcast to end
+    assert sorted(order[i] for i in broadcast) == sorted(wanted)  # each subscriber once
+
+    def all_sent():
+        db.rollback()
+        return broadcasts.delivery_counts(db, bid)[0].get("sent", 0) == len(NUMBERS)
+    assert smsc.wait_for(all_sent)
