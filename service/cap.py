@@ -106,12 +106,17 @@ def headline(text: str) -> str:
     return head.rstrip(" ,;:.-–—\n") + "…"
 
 
+MIN_RADIUS_KM = 1.0
+
+
 def circle(lat: float, lon: float, radius_km: float) -> str:
-    """ "lat,lon radius": 4 decimals (about 10 m), never finer, so no household is located."""
+    """ "lat,lon radius": the centre to 2 decimals (about 1.1 km), the radius at least
+    MIN_RADIUS_KM, so a published warning locates a village's area, never a household
+    (an operator's point may be someone's home; widening a warning area is safe)."""
     if not (-90 <= lat <= 90 and -180 <= lon <= 180 and radius_km >= 0):
         raise ValueError(f"not a circle: {lat}, {lon}, {radius_km} km")
-    radius = f"{radius_km:.3f}".rstrip("0").rstrip(".")
-    return f"{lat:.4f},{lon:.4f} {radius}"
+    radius = f"{max(radius_km, MIN_RADIUS_KM):.3f}".rstrip("0").rstrip(".")
+    return f"{lat:.2f},{lon:.2f} {radius}"
 
 
 def alert_xml(alert: CapAlert) -> bytes:

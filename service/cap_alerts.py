@@ -3,7 +3,8 @@
 What goes in: the texts (as written, before any transliteration), the areas named by
 the targets (p-codes as geocodes, a circle for a radius) and CAP's fields. What never
 does: who reported, an alert's id or details, or a point finer than a village's
-(service/cap.py rounds circles to about 10 m; targets use villages' coordinates).
+(service/cap.py publishes a circle's centre to about 1 km; targeting itself uses the
+exact point, which is never published).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _areas(broadcast: Broadcast, lang: str) -> tuple:
         areas.append(cap.Area(where, geocodes=geocodes))
     if targets.radius:
         radius = targets.radius
-        around = radius.get("place") or f"{radius['lat']:.4f}, {radius['lon']:.4f}"
+        around = radius.get("place") or f"{radius['lat']:.2f}, {radius['lon']:.2f}"
         areas.append(cap.Area(f"{radius['km']:g} km: {around}", circles=((radius["lat"], radius["lon"], radius["km"]),)))
     return tuple(areas)
 

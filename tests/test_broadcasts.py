@@ -437,7 +437,8 @@ def test_a_broadcast_is_a_valid_cap_alert_with_one_info_per_language_and_its_are
     geocodes = [a.findtext(f"{CAP}geocode/{CAP}value") for a in areas]
     assert geocodes[:2] == ["CD54", "CD6107"]
     circles = [c.text for c in root.iter(f"{CAP}circle")]
-    assert circles and set(circles) == {"1.5679,30.2512 3"}  # never finer than 4 decimals
+    assert circles and set(circles) == {"1.57,30.25 3"}  # about 1 km: a village's area, never a household
+    assert "1.5678" not in document.decode() and "30.2512" not in document.decode()
     text = document.decode()
     for number in ("990001001", "990001003"):  # no subscriber's number, in any form
         assert number not in text

@@ -68,7 +68,7 @@ def test_an_alert_in_french_swahili_and_lingala_is_valid_cap():
         assert each.findtext("cap:expires", namespaces=NS) == "2026-03-02T10:30:00+02:00"
         area = each.find("cap:area", NS)
         assert area.findtext("cap:areaDesc", namespaces=NS) == "Beni, Nord-Kivu"
-        assert area.findtext("cap:circle", namespaces=NS) == "0.4913,29.4731 15"
+        assert area.findtext("cap:circle", namespaces=NS) == "0.49,29.47 15"
         assert area.findtext("cap:geocode/cap:valueName", namespaces=NS) == PCODE
         assert area.findtext("cap:geocode/cap:value", namespaces=NS) == "CD6109"
     french, swahili, lingala = infos
@@ -156,8 +156,9 @@ def test_a_long_headline_is_cut_on_a_word_under_160_characters():
     assert len(cap.headline("x" * 300)) < 160  # one word too long is cut anyway
 
 
-def test_circles_never_locate_finer_than_ten_metres():
-    assert cap.circle(-1.6789123, 29.2284567, 2.5) == "-1.6789,29.2285 2.5"
+def test_circles_never_locate_a_household():
+    assert cap.circle(-1.6789123, 29.2284567, 2.5) == "-1.68,29.23 2.5"  # about 1 km
+    assert cap.circle(-1.6789123, 29.2284567, 0.05) == "-1.68,29.23 1"  # never a radius of a few houses
     with pytest.raises(ValueError):
         cap.circle(91, 29.2, 1)
 
