@@ -39,10 +39,20 @@ WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 SEND_RETRY = Retry(max=4, interval=[10, 60, 300, 900])  # bounded again by MAX_SEND_ATTEMPTS
 
 
+# A worker's connections: longer than RQ's blocking dequeue (its worker_ttl 420 s - 15,
+# plus 10). Set here, not left to RQ: RQ raises the timeout only for connections made
+# after the worker is built, and redis-py's default of 5 s on one made before (the sweep
+# thread's) cut every dequeue after 5 s, and RQ then waited up to a minute between
+# listens (found by scripts/bench_broadcast.py: senders starting 7-9 s late).
+BLOCKING_SOCKET_TIMEOUT = 420
+
+
 def connect(url: str, blocking: bool = False) -> redis.Redis:
-    """Short timeouts for the web (Redis down must not hang a webhook); none for BLPOP."""
+    """Short timeouts for the web (Redis down must not hang a webhook); for a worker's
+    blocking reads, longer than they block (keepalive notices a dead peer meanwhile)."""
     if blocking:
-        return redis.Redis.from_url(url, health_check_interval=30)
+        return redis.Redis.from_url(url, health_check_interval=30, socket_timeout=BLOCKING_SOCKET_TIMEOUT,
+                                    socket_keepalive=True)
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=1)
 
 

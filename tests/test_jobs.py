@@ -150,3 +150,21 @@ def test_a_send_job_left_started_by_a_dead_worker_is_queued_again_by_the_sweep(a
     assert [s.body for s in twilio_standin.sent] == [message.body]
     db.rollback()
     assert db.get(Message, message.id).status == "sent"
+
+
+def test_a_workers_connections_outlast_rqs_blocking_dequeue(redis_url):
+    """Every pooled connection of a worker (also one made before RQ's worker is built, as
+    the sweep thread's is) waits longer than RQ blocks on a dequeue: redis-py's default
+    of 5 s made every idle listen fail and RQ back off for up to a minute."""
+    from rq import SimpleWorker
+
+    from service import queue as queues
+
+    connection = queues.connect(redis_url, blocking=True)
+    early = connection.connection_pool.get_connection()  # made before the worker, like the sweep's
+    try:
+        worker = SimpleWorker([queues.Queue(queues.QUEUE, connection=connection)], connection=connection)
+        assert early.socket_timeout is not None and early.socket_timeout > worker.connection_timeout
+        assert connection.connection_pool.connection_kwargs["socket_timeout"] > worker.dequeue_timeout
+    finally:
+        connection.connection_pool.release(early)
