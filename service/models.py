@@ -77,7 +77,7 @@ class Message(Base):
     reply_context: Mapped[dict | None] = mapped_column(JSON)
     reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
     conversation_id: Mapped[int | None] = mapped_column(ForeignKey("conversations.id"), index=True)
-    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
     body: Mapped[str] = mapped_column(Text, default="")
     language: Mapped[str | None] = mapped_column(String(8))
     # in: received -> processing (a turn claimed it) -> processed | pending (kept for a retry)
@@ -234,7 +234,7 @@ class BroadcastReply(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), index=True)
     reporter_id: Mapped[int] = mapped_column(ForeignKey("reporters.id"))
-    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))  # the latest answer
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)  # the latest answer
     answer: Mapped[str] = mapped_column(String(8))
     admin1_pcode: Mapped[str | None] = mapped_column(String(16))
     admin2_pcode: Mapped[str | None] = mapped_column(String(16))
