@@ -98,22 +98,25 @@ def mark_stopped(connection, reporter_id: int) -> None:
     just before each send). The database stays the record: Redis down loses nothing but
     this shortcut. The time is Redis's, so hosts' clocks do not matter, and a later START
     needs no clearing: a batch read after the STOP sees it in the database instead."""
-    if connection is None:
+    now = redis_now(connection)
+    if now is None:
+        log.info("reporter %s: STOP not signalled to senders (no Redis)", reporter_id)
         return
     try:
-        seconds, micros = connection.time()
-        connection.set(STOPPED_KEY.format(reporter_id), f"{seconds + micros / 1e6:.6f}", ex=STOPPED_TTL)
+        connection.set(STOPPED_KEY.format(reporter_id), f"{now:.6f}", ex=STOPPED_TTL)
     except redis.RedisError as exc:
         log.info("reporter %s: STOP not signalled to senders: %s", reporter_id, exc)
 
 
 def redis_now(connection) -> float | None:
-    """Redis's clock, for `stopped` (None if Redis cannot say)."""
+    """Redis's clock, for `stopped` (None without Redis, or if it cannot say)."""
+    if connection is None:
+        return None
     try:
         seconds, micros = connection.time()
-        return seconds + micros / 1e6
-    except (redis.RedisError, AttributeError):
+    except redis.RedisError:
         return None
+    return seconds + micros / 1e6
 
 
 def stopped(connection, reporter_id: int, since: float | None) -> bool:

@@ -14,20 +14,12 @@ from sqlalchemy import select
 from service import broadcast_sending
 from service.inbox import Services
 from service.models import Message, Reporter
-from tests.africastalking_standin import AfricasTalkingStandin
 from tests.broadcast_factories import API_HEADERS, BENI, GOMA, KAMANGO, TEXTS, request, subscriber
 from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
-from tests.test_africastalking import API_KEY, AT_PASSWORD, AT_USER, DELIVERY, USERNAME, at_entry, basic
+from tests.test_africastalking import AT_PASSWORD, AT_USER, DELIVERY, at_entry, at_standin, basic  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("app")
 NUMBERS = [f"+2439900020{n:02d}" for n in range(12)]
-
-
-@pytest.fixture
-def at_standin():
-    standin = AfricasTalkingStandin(USERNAME, API_KEY).start()
-    yield standin
-    standin.stop()
 
 
 @pytest.fixture

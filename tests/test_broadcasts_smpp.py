@@ -7,17 +7,13 @@ keeps the channel's rate is an upper bound on its sends over time: tests/faults.
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
-from rq import Retry
 
-from service import broadcast_sending, broadcasts, queue as queues
-from service.channels.smpp_link import Link
+from service import broadcast_sending, broadcasts
 from service.inbox import Services
 from tests.broadcast_factories import API_HEADERS, BENI, request, subscriber
-from tests.smpp_standin import SmppStandin
-from tests.test_smpp import SOURCE
+from tests.test_smpp import SOURCE, link, smpp_entry, smsc  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("app")
 NUMBERS = [f"+2439900030{n:02d}" for n in range(16)]
@@ -25,31 +21,8 @@ RATE = 4  # segments per second: 16 deliveries take about 3 s (a full bucket hol
 
 
 @pytest.fixture
-def smsc():
-    standin = SmppStandin(password="s3cret").start()
-    yield standin
-    standin.stop()
-
-
-@pytest.fixture
 def app_config(app_config, smsc):
-    channel = {"name": "smpp", "kind": "smpp", "default": True, "host": "127.0.0.1", "port": smsc.port,
-               "system_id": "alerte", "password": "s3cret", "source_addr": "1234", "numbers": ["1234"],
-               "enquire_link_interval": 0.5, "reconnect_max": 0.4, "response_timeout": 1.5, "throughput": 50,
-               "send_rate": RATE}
-    return {**app_config, "CHANNELS": json.dumps([channel])}
-
-
-@pytest.fixture
-def link(app, smsc, monkeypatch):
-    monkeypatch.setattr(queues, "SEND_RETRY", Retry(max=4, interval=1))
-    running = Link(app, app.extensions["channels"].by_name["smpp"])
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    assert smsc.wait_bound(1)
-    yield running
-    running.stop()
-    thread.join(10)
+    return {**app_config, "CHANNELS": json.dumps([smpp_entry(smsc.port, send_rate=RATE)])}
 
 
 def test_a_reply_on_the_bind_goes_ahead_of_the_broadcast(app, client, db, smsc, link):

@@ -36,12 +36,16 @@ def smsc():
     standin.stop()
 
 
+def smpp_entry(port: int, **extra) -> dict:
+    """The SMPP channel of these tests, bound to the stand-in on `port`."""
+    return {"name": "smpp", "kind": "smpp", "default": True, "host": "127.0.0.1", "port": port,
+            "system_id": "alerte", "password": "s3cret", "source_addr": "1234", "numbers": ["1234"],
+            "enquire_link_interval": 0.5, "reconnect_max": 0.4, "response_timeout": 1.5, "throughput": 50, **extra}
+
+
 @pytest.fixture
 def app_config(app_config, smsc):
-    channel = {"name": "smpp", "kind": "smpp", "default": True, "host": "127.0.0.1", "port": smsc.port,
-               "system_id": "alerte", "password": "s3cret", "source_addr": "1234", "numbers": ["1234"],
-               "enquire_link_interval": 0.5, "reconnect_max": 0.4, "response_timeout": 1.5, "throughput": 50}
-    return {**app_config, "CHANNELS": json.dumps([channel])}
+    return {**app_config, "CHANNELS": json.dumps([smpp_entry(smsc.port)])}
 
 
 @pytest.fixture
