@@ -65,12 +65,18 @@ DEFAULTS: dict[str, object] = {
     "BROADCAST_LEASE": 30,  # s a dead sender's slot stays taken before the sweep restarts it
     "BROADCAST_PAGE": 2000,  # deliveries written per fan-out transaction
     "CAP_SENDER": None,  # CAP <sender>; default: alerte@<the host of PUBLIC_BASE_URL>
+    # voice prompts (service/prompts.py): operators' recordings live under
+    # <PROMPT_RECORDINGS_DIR>/<lang>/voice/, generated placeholders in PROMPT_CACHE_DIR
+    "PROMPT_RECORDINGS_DIR": str(ROOT / "locales"),
+    "PROMPT_CACHE_DIR": str(VAR / "prompts"),
+    "PROMPT_UPLOAD_MAX": 4 * 1024 * 1024,  # bytes of one uploaded recording
+    "PROMPT_URL_TTL": 3600,  # s a signed prompt URL (for the provider's <Play>) stays valid, at least
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
 }
 INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "MAX_CONTENT_LENGTH",
         "MAX_ATTEMPTS", "MAX_SEND_ATTEMPTS", "SEND_CLAIM_TIMEOUT", "SENDER_RATE", "SWEEP_INTERVAL",
-        "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE"}
+        "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE", "PROMPT_UPLOAD_MAX", "PROMPT_URL_TTL"}
 FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE"}
 
 
