@@ -24,6 +24,7 @@ EXTERNAL = {
     "keys": "service.keys:cli",
     "smpp": "service.channels.smpp_link:cli",
     "subscribers": "service.subscribers:cli",
+    "prompts": "service.prompts:cli",
 }
 
 
