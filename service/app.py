@@ -21,7 +21,7 @@ def create_app(config: dict | None = None) -> Flask:
     channels.init_app(app)
     _init_engine(app)
     webhooks.init_app(app)
-    for name in ("service.api", "service.api_subscribers", "service.api_broadcasts"):
+    for name in ("service.api", "service.api_subscribers", "service.api_broadcasts", "service.api_prompts"):
         _register_optional(app, name)
     return app
 
