@@ -9,6 +9,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ALERTE_ENV=production
 WORKDIR /app
 
+# espeak-ng speaks the voice line's placeholder prompts (French and Swahili voices; Lingala
+# text is read by the Swahili voice) until operators upload recordings.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng \
+ && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first, in their own layer: rebuilt only when the lock changes. Exactly the
 # versions and files of requirements/service.txt (`bash scripts/lock.sh` refreshes it).
 COPY requirements/service.txt requirements/service.txt
@@ -32,6 +38,18 @@ RUN pip install --no-deps -e . \
 # SPOOL_DIR: inbound messages wait here while PostgreSQL is down (a volume shared by web
 # and worker in compose.yaml; a new named volume takes this folder's owner).
 ENV SPOOL_DIR=/var/spool/alerte
+
+# Voice prompts: placeholders are made here, from the catalogs in the image (the running
+# app only reads them; a catalog change is a new image). Operators' uploads go to
+# PROMPT_RECORDINGS_DIR, writable by the app and seeded with the recordings shipped under
+# locales/<lang>/voice/: mount a volume there to keep uploads across containers.
+# ALERTE_ENV=development for this step only: it needs no production secret.
+ENV PROMPT_CACHE_DIR=/var/cache/alerte/prompts \
+    PROMPT_RECORDINGS_DIR=/var/lib/alerte/prompts
+RUN ALERTE_ENV=development alerte prompts placeholders \
+ && install -d -o alerte -m 0755 "$PROMPT_RECORDINGS_DIR" \
+ && (cd locales && find . -path './*/voice/*' -type f -exec cp --parents -t "$PROMPT_RECORDINGS_DIR" {} +) \
+ && chown -R alerte "$PROMPT_RECORDINGS_DIR"
 
 USER alerte
 EXPOSE 8000 5055
