@@ -20,6 +20,8 @@ from service.app import create_app
 from tests.conftest import FakeEngine, PUBLIC_BASE_URL
 
 TOKEN = {"Authorization": "Bearer test-api-token"}
+# prompts every version of the line has (category labels, in the catalogs and on the keypad)
+PROMPT, OTHER = "category.ATTACK", "category.CLASH"
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None,
     reason="espeak-ng is not installed (apt-get install espeak-ng); .ci/run installs it, so CI never skips")
@@ -96,7 +98,7 @@ def test_every_prompt_the_flow_needs_has_a_recording_or_a_placeholder_in_every_l
                if (found := prompts.inventory(lang, store)).missing}
     assert not missing, (f"prompts with nothing to play: {missing}; install espeak-ng and run "
                          "`alerte prompts placeholders`, or upload recordings")
-    assert prompts.prompt_ids() >= {"welcome", "ask_category", "category.ATTACK"}
+    assert prompts.prompt_ids() >= {PROMPT, OTHER}
 
 
 # --- placeholders by the real espeak-ng ------------------------------------------------
@@ -200,38 +202,38 @@ def test_audio_checks_accept_real_wav_and_mp3_only():
 # --- the operators' API ------------------------------------------------------------
 
 def test_the_prompts_api_needs_the_operators_token(client):
-    for method, path in (("get", "/api/v1/prompts"), ("get", "/api/v1/prompts/fr/welcome"),
-                         ("put", "/api/v1/prompts/fr/welcome"), ("delete", "/api/v1/prompts/fr/welcome")):
+    for method, path in (("get", "/api/v1/prompts"), ("get", f"/api/v1/prompts/fr/{PROMPT}"),
+                         ("put", f"/api/v1/prompts/fr/{PROMPT}"), ("delete", f"/api/v1/prompts/fr/{PROMPT}")):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "test-api-token"}):
             response = getattr(client, method)(path, data=tone() if method == "put" else None, headers=headers)
             assert response.status_code == 401, (method, path, headers)
 
 
 def test_an_operator_uploads_a_recording_and_the_line_then_plays_it(client, app, store):
-    fake_placeholders(store, ["welcome"])
+    fake_placeholders(store, [PROMPT])
     recording = tone(440, 2.0)
-    response = client.put("/api/v1/prompts/ln/welcome", data=recording, headers=TOKEN,
+    response = client.put(f"/api/v1/prompts/ln/{PROMPT}", data=recording, headers=TOKEN,
                           content_type="audio/wav")
     assert response.status_code == 201
-    assert response.get_json() == {"language": "ln", "prompt_id": "welcome", "format": "wav", "seconds": 2.0,
+    assert response.get_json() == {"language": "ln", "prompt_id": PROMPT, "format": "wav", "seconds": 2.0,
                                    "bytes": len(recording), "replaced": False}
     with app.app_context():
-        found = prompts.resolve("welcome", "ln")
+        found = prompts.resolve(PROMPT, "ln")
     assert not found.placeholder and found.path.read_bytes() == recording
 
-    heard = client.get("/api/v1/prompts/ln/welcome", headers=TOKEN)
+    heard = client.get(f"/api/v1/prompts/ln/{PROMPT}", headers=TOKEN)
     assert heard.status_code == 200 and heard.data == recording
     assert heard.mimetype == "audio/wav" and heard.headers["X-Prompt-Source"] == "recording"
-    assert client.get("/api/v1/prompts/sw/welcome", headers=TOKEN).headers["X-Prompt-Source"] == "placeholder"
+    assert client.get(f"/api/v1/prompts/sw/{PROMPT}", headers=TOKEN).headers["X-Prompt-Source"] == "placeholder"
 
-    replaced = client.put("/api/v1/prompts/ln/welcome", data=mp3(), headers=TOKEN, content_type="audio/mpeg")
+    replaced = client.put(f"/api/v1/prompts/ln/{PROMPT}", data=mp3(), headers=TOKEN, content_type="audio/mpeg")
     assert replaced.status_code == 200 and replaced.get_json()["replaced"] is True
-    assert sorted(p.name for p in (store.recordings / "ln" / "voice").iterdir()) == ["welcome.mp3"]
-    assert client.get("/api/v1/prompts/ln/welcome", headers=TOKEN).mimetype == "audio/mpeg"
+    assert sorted(p.name for p in (store.recordings / "ln" / "voice").iterdir()) == [f"{PROMPT}.mp3"]
+    assert client.get(f"/api/v1/prompts/ln/{PROMPT}", headers=TOKEN).mimetype == "audio/mpeg"
 
-    assert client.delete("/api/v1/prompts/ln/welcome", headers=TOKEN).status_code == 204
-    assert store.resolve("welcome", "ln").placeholder
-    assert client.delete("/api/v1/prompts/ln/welcome", headers=TOKEN).status_code == 404
+    assert client.delete(f"/api/v1/prompts/ln/{PROMPT}", headers=TOKEN).status_code == 204
+    assert store.resolve(PROMPT, "ln").placeholder
+    assert client.delete(f"/api/v1/prompts/ln/{PROMPT}", headers=TOKEN).status_code == 404
 
 
 @pytest.mark.parametrize("path, status", [
@@ -239,7 +241,7 @@ def test_an_operator_uploads_a_recording_and_the_line_then_plays_it(client, app,
     ("/api/v1/prompts/fr/../../service/app", 400),
     ("/api/v1/prompts/fr/.hidden", 400),
     ("/api/v1/prompts/fr/wel%20come", 400),
-    ("/api/v1/prompts/xx/welcome", 404),
+    (f"/api/v1/prompts/xx/{PROMPT}", 404),
     ("/api/v1/prompts/fr/no.such.prompt", 404),
 ])
 def test_an_upload_under_a_bad_id_or_language_is_refused(client, tmp_path, path, status):
@@ -251,17 +253,17 @@ def test_an_upload_under_a_bad_id_or_language_is_refused(client, tmp_path, path,
 @pytest.mark.parametrize("body", [b"not audio at all", b"RIFF\x10\0\0\0WAVEjunk", mp3(1),
                                   b"\x89PNG\r\n\x1a\n" + b"\0" * 2000])
 def test_an_upload_that_is_not_audio_is_refused(client, store, body):
-    response = client.put("/api/v1/prompts/fr/welcome", data=body, headers=TOKEN, content_type="audio/wav")
+    response = client.put(f"/api/v1/prompts/fr/{PROMPT}", data=body, headers=TOKEN, content_type="audio/wav")
     assert response.status_code == 400 and "error" in response.get_json()
-    assert store.recording("welcome", "fr") is None
+    assert store.recording(PROMPT, "fr") is None
 
 
 def test_an_upload_over_the_size_limit_is_refused(client, store):
     too_big = tone(seconds=7)  # 112 KB of 8 kHz 16-bit: over the app's 64 KB, under PROMPT_UPLOAD_MAX
-    assert client.put("/api/v1/prompts/fr/welcome", data=too_big, headers=TOKEN).status_code == 201
-    response = client.put("/api/v1/prompts/fr/welcome", data=tone(seconds=13), headers=TOKEN)  # 208 KB
+    assert client.put(f"/api/v1/prompts/fr/{PROMPT}", data=too_big, headers=TOKEN).status_code == 201
+    response = client.put(f"/api/v1/prompts/fr/{PROMPT}", data=tone(seconds=13), headers=TOKEN)  # 208 KB
     assert response.status_code == 413
-    assert store.recording("welcome", "fr").read_bytes() == too_big
+    assert store.recording(PROMPT, "fr").read_bytes() == too_big
 
 
 def test_the_list_counts_recorded_placeholder_and_missing_per_language(client, store):
@@ -280,36 +282,36 @@ def test_the_list_counts_recorded_placeholder_and_missing_per_language(client, s
 # --- signed URLs for the provider's <Play> ------------------------------------------
 
 def test_a_signed_url_plays_without_the_token_until_it_expires(client, app, store):
-    fake_placeholders(store, ["welcome"])
+    fake_placeholders(store, [PROMPT])
     now = time.time()
     with app.app_context():
-        url = prompts.signed_url("welcome", "sw", now=now)
-        assert prompts.signed_url("not_understood", "sw") is None  # nothing to play: no URL
-    assert url.startswith(f"{PUBLIC_BASE_URL}/voice/prompts/sw/welcome?")
+        url = prompts.signed_url(PROMPT, "sw", now=now)
+        assert prompts.signed_url(OTHER, "sw") is None  # nothing to play: no URL
+    assert url.startswith(f"{PUBLIC_BASE_URL}/voice/prompts/sw/{PROMPT}?")
     parts = urlsplit(url)
     response = client.get(f"{parts.path}?{parts.query}")
     assert response.status_code == 200 and response.mimetype == "audio/wav"
-    assert response.data == store.placeholder("welcome", "sw").read_bytes()
+    assert response.data == store.placeholder(PROMPT, "sw").read_bytes()
 
     expires = int(parse_qs(parts.query)["expires"][0])
     assert now + 600 <= expires <= now + 1200  # at least one PROMPT_URL_TTL, at most two
     signature = parse_qs(parts.query)["signature"][0]
-    check = lambda **kw: prompts.check_signature(**{"prompt_id": "welcome", "language": "sw", "expires": expires,
+    check = lambda **kw: prompts.check_signature(**{"prompt_id": PROMPT, "language": "sw", "expires": expires,
                                                    "signature": signature, "config": app.config, **kw})
     assert check(now=expires - 1) and not check(now=expires)
 
 
 def test_a_forged_or_expired_signed_url_is_refused(client, app, store):
-    fake_placeholders(store, ["welcome", "help"])
+    fake_placeholders(store, [PROMPT, OTHER])
     with app.app_context():
-        url = urlsplit(prompts.signed_url("welcome", "sw"))
-        expired = urlsplit(prompts.signed_url("welcome", "sw", now=time.time() - 1300))
+        url = urlsplit(prompts.signed_url(PROMPT, "sw"))
+        expired = urlsplit(prompts.signed_url(PROMPT, "sw", now=time.time() - 1300))
     query = parse_qs(url.query)
     forged = [
         url.path,  # no signature
         f"{url.path}?expires={query['expires'][0]}&signature=AAAA",
-        f"/voice/prompts/sw/help?{url.query}",  # another prompt's signature
-        f"/voice/prompts/fr/welcome?{url.query}",  # another language
+        f"/voice/prompts/sw/{OTHER}?{url.query}",  # another prompt's signature
+        f"/voice/prompts/fr/{PROMPT}?{url.query}",  # another language
         f"{url.path}?expires={int(query['expires'][0]) + 3600}&signature={query['signature'][0]}",  # longer life
         f"{expired.path}?{expired.query}",
     ]
@@ -327,20 +329,21 @@ def test_the_missing_command_lists_per_language_what_to_record(tmp_path, monkeyp
     store = prompts.Store(tmp_path / "locales", tmp_path / "cache")
     ids = sorted(prompts.prompt_ids())
     fake_placeholders(store, ids)
-    store.save("welcome", "ln", tone(), limit=10**6)
+    store.save(PROMPT, "ln", tone(), limit=10**6)
 
     assert cli.main(["prompts", "missing"]) == 0
     out = capsys.readouterr().out
     ln = out[out.index("ln (Lingala)"):]
     assert f"ln (Lingala): {len(ids)} prompts: 1 recorded, {len(ids) - 1} only a placeholder, 0 with nothing" in out
     assert "every Lingala placeholder is the Lingala text read by the Swahili voice" in ln
-    assert "ask_category" in ln.split("to record (placeholder only):")[1].splitlines()[0]
-    assert "welcome" not in ln.split("to record (placeholder only):")[1].splitlines()[0].split(", ")
+    to_record = ln.split("to record (placeholder only): ")[1].splitlines()[0].split(", ")
+    assert OTHER in to_record and PROMPT not in to_record and len(to_record) == len(ids) - 1
     assert f"fr (French): {len(ids)} prompts: 0 recorded, {len(ids)} only a placeholder" in out
     assert "Swahili voice" not in out[:out.index("ln (Lingala)")]
 
-    store.placeholder("help", "sw").unlink()
+    store.placeholder(OTHER, "sw").unlink()
     assert cli.main(["prompts", "missing", "sw"]) == 1  # something would be silence
     out = capsys.readouterr().out
-    assert "1 with nothing to play" in out and "nothing to play (run `alerte prompts placeholders`, or record): help" in out
+    assert "1 with nothing to play" in out
+    assert f"nothing to play (run `alerte prompts placeholders`, or record): {OTHER}" in out
     assert "fr (" not in out
