@@ -241,3 +241,39 @@ class BroadcastReply(Base):
     changes: Mapped[int] = mapped_column(Integer, default=0)  # answers given after the first
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CallbackRequest(Base):
+    """A missed call (a beep, or a hang-up before the menu) to be called back on its line.
+
+    No number here: the call goes to the reporter's own encrypted number, read at dial
+    time (service/callbacks.py). One request per reporter per CALLBACK_WINDOW; more beeps
+    in the window only count on it (`beeps`).
+    """
+
+    __tablename__ = "callbacks"
+    __table_args__ = (
+        Index("ix_callbacks_reporter_created", "reporter_id", "created_at"),
+        Index("ix_callbacks_status_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("reporters.id"))
+    provider: Mapped[str] = mapped_column(String(32))  # the channel that places the call
+    line: Mapped[str] = mapped_column(String(32))  # our number that was called, and calls back
+    reason: Mapped[str] = mapped_column(String(16))  # beep | hung_up
+    # queued (waiting for next_attempt_at) -> dialing (claimed, asking the provider) ->
+    # calling (the provider has the call) -> answered | queued (busy, no answer: again) |
+    # given_up (attempts used up); suppressed (opted out); failed (no number kept, refused
+    # by the provider, outcome unknown)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    beeps: Mapped[int] = mapped_column(Integer, default=1)
+    call_sid: Mapped[str | None] = mapped_column(String(64))  # the provider's id of the latest call
+    outcome: Mapped[str | None] = mapped_column(String(32))  # the latest: busy, no-answer, a code...
+    failure_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime | None]  # when it may be dialled (again)
+    claimed_at: Mapped[datetime | None]  # when the latest dial was claimed
+    answered_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
