@@ -12,7 +12,10 @@
   queues its own continuation at the back of its queue. The worker takes reporters'
   jobs first and urgent broadcasts before routine ones between two slices, so a reply
   waits at most one slice behind a broadcast (`alerte worker --queues replies` gives
-  replies their own processes).
+  replies their own processes). Conversations go first for the CPU too
+  (service/priority.py): while a reporter is answered a sender waits, at most
+  BROADCAST_GIVE_WAY seconds per chunk, and a reporters' job waiting for this worker
+  ends the slice at the next item (the rest of the chunk goes back, not an attempt).
 * The channel's token bucket (service/bucket.py) holds the rate in segments per second
   across all processes; a throttling answer pauses the channel for everyone.
 * Each sender holds a lease per slot in Redis; a sender killed with its worker leaves
@@ -32,7 +35,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.gsm7 import segments
-from service import broadcasts, bucket, outbox, queue, receipts, reporters, targeting
+from service import broadcasts, bucket, outbox, priority, queue, receipts, reporters, targeting
 from service.broadcasts import ACTIVE, aware, expired
 from service.channels.base import Outgoing, SendError
 from service.models import Broadcast, Message, Reporter, Subscriber, utcnow
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 RETRY = [5, 30, 120, 600]  # s before a delivery refused for a transient reason is tried again
 THROTTLE_PAUSE = 2.0  # s when the provider throttles without saying how long
 URGENT_FLAG = "alerte:broadcast:urgent-sending"  # routine senders give way while it is set
+SENT, IDLE, GAVE_WAY = "sent", "idle", "gave-way"  # what a chunk did
 
 
 def _lease(broadcast_id: int, slot: int | str) -> str:
@@ -215,11 +219,9 @@ def send_slice(svc, broadcast_id: int, slot: int) -> str:
             redis.set(URGENT_FLAG, broadcast_id, ex=5)
         elif redis.exists(URGENT_FLAG):
             break  # an urgent broadcast is sending: give way for a slice
-        sent_any = False
-        for name in names:
-            sent_any |= _send_chunk(svc, broadcast, svc.channels.get(name), until)
-        if not sent_any:
-            break
+        outcomes = {_send_chunk(svc, broadcast, svc.channels.get(name), until) for name in names}
+        if GAVE_WAY in outcomes or SENT not in outcomes:
+            break  # a reply needs this worker, or nothing was ready
     return _next(svc, broadcast, slot, lease)
 
 
@@ -229,18 +231,23 @@ def _channels_with_work(session, channels, broadcast_id: int) -> list[str]:
     return [n for n in names if not channels.get(n).send_queue]
 
 
-def _send_chunk(svc, broadcast: Broadcast, channel, until: float) -> bool:
-    """Claim, check and send one chunk on one channel; False if nothing was ready."""
+def _send_chunk(svc, broadcast: Broadcast, channel, until: float) -> str:
+    """Claim, check and send one chunk on one channel: SENT, IDLE (nothing was ready) or
+    GAVE_WAY (a reply job waits for this worker: the rest of the chunk was put back)."""
     session = svc.session
+    replies = queue.QUEUE if svc.config.get("WORKER_TAKES_REPLIES") else None  # set by the worker
+    give_way = priority.GiveWay(svc.redis, replies, svc.config["BROADCAST_GIVE_WAY"])
+    if not give_way():
+        return GAVE_WAY
     limit = bucket.for_channel(svc.redis, channel)
     cost_each = max(segments(text) for text in broadcast.texts.values())
     size = min(channel.batch_size, limit.capacity(cost_each))
     if not limit.wait_for(size * cost_each, until):
-        return False
+        return IDLE
     rows = _claim(session, broadcast.id, channel.name, size)
     limit.refund(size * cost_each - sum(r.segments or 1 for r in rows))
     if not rows:
-        return False
+        return IDLE
     read_at = reporters.redis_now(svc.redis)  # a STOP after this is caught item by item
     people = {r.id: r for r in session.execute(
         select(Reporter.id, Reporter.opted_out, Reporter.phone_encrypted, Subscriber.status)
@@ -257,11 +264,15 @@ def _send_chunk(svc, broadcast: Broadcast, channel, until: float) -> bool:
             outcomes.append(_outcome(row, "failed", now, "no_number", "no phone number kept"))
             continue
         ready.append((row, number))
-    results = channel.send_many([Outgoing(number, row.body, f"alerte-{row.id}", _wanted(svc.redis, row, read_at))
-                                 for row, number in ready]) if ready else []
-    unknown = []
+    results = channel.send_many([Outgoing(number, row.body, f"alerte-{row.id}", _wanted(svc.redis, row, read_at),
+                                          go=give_way) for row, number in ready]) if ready else []
+    unknown, put_back = [], 0
     for (row, number), result in zip(ready, results):
         if isinstance(result, SendError):
+            if result.deferred:  # back to the queue as it was: not an attempt
+                outcomes.append(_outcome(row, "queued", now, attempts=max(0, row.attempts - 1)))
+                put_back += row.segments or 1
+                continue
             if result.withdrawn:
                 outcomes.append(_outcome(row, "suppressed", now))
                 continue
@@ -276,7 +287,10 @@ def _send_chunk(svc, broadcast: Broadcast, channel, until: float) -> bool:
                          {o["_pid"]: o["_id"] for o in outcomes if o["_pid"]})
     for row, number in unknown:  # the gateway may have them: its record decides, one by one
         outbox.recover(session, row.id, channel, number, now - timedelta(seconds=5))
-    return True
+    limit.refund(put_back)
+    if give_way.waited:
+        log.debug("broadcast %s gave way %.2f s to conversations", broadcast.id, give_way.waited)
+    return GAVE_WAY if give_way.stopped else SENT
 
 
 def _wanted(connection, row, read_at: float | None):

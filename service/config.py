@@ -62,6 +62,7 @@ DEFAULTS: dict[str, object] = {
     # safety broadcasts (service/broadcast_sending.py)
     "BROADCAST_SENDERS": 2,  # sender chains per broadcast (each claims its own chunks)
     "BROADCAST_SLICE": 1.0,  # s a sender job sends before queueing its continuation
+    "BROADCAST_GIVE_WAY": 1.0,  # s per chunk a sender waits while a reporter is answered (0: never)
     "BROADCAST_LEASE": 30,  # s a dead sender's slot stays taken before the sweep restarts it
     "BROADCAST_PAGE": 2000,  # deliveries written per fan-out transaction
     "CAP_SENDER": None,  # CAP <sender>; default: alerte@<the host of PUBLIC_BASE_URL>
@@ -77,7 +78,8 @@ DEFAULTS: dict[str, object] = {
 INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "MAX_CONTENT_LENGTH",
         "MAX_ATTEMPTS", "MAX_SEND_ATTEMPTS", "SEND_CLAIM_TIMEOUT", "SENDER_RATE", "SWEEP_INTERVAL",
         "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE", "PROMPT_UPLOAD_MAX", "PROMPT_URL_TTL"}
-FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE"}
+FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE",
+          "BROADCAST_GIVE_WAY"}
 
 
 class ConfigError(RuntimeError):

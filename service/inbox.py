@@ -29,7 +29,7 @@ from bot.engine import EngineUnavailable, forced_intent
 from bot.language import choose as choose_language
 from bot.languages import DEFAULT_LANGUAGE
 from bot.understanding import for_nlu
-from service import broadcasts, bucket, health, locks, outbox, queue, rate, reporters, signup, spool
+from service import broadcasts, bucket, health, locks, outbox, priority, queue, rate, reporters, signup, spool
 from service.channels.base import InboundMessage, SendError
 from service.db import get_session
 from service.models import Message, Reporter, utcnow
@@ -133,7 +133,8 @@ def receive(svc: Services, channel, inbound: InboundMessage) -> list[str] | None
         log.info("duplicate delivery of %s ignored", inbound.provider_id)
         return None
     reporter, message = stored
-    texts = _receive_stored(svc, channel, reporter, message, deadline)
+    with priority.serving(svc.redis):  # broadcasts give way meanwhile
+        texts = _receive_stored(svc, channel, reporter, message, deadline)
     if channel.inline_replies or not texts:
         return texts
     return _send_notice(svc, channel, reporter.id, message.id, texts)

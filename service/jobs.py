@@ -14,7 +14,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from bot.flow import alert_flow
-from service import alerts, broadcast_sending, inbox, locks, outbox, queue, reporters
+from service import alerts, broadcast_sending, inbox, locks, outbox, priority, queue, reporters
 from service.app import create_app
 from service.models import Message, utcnow
 
@@ -35,7 +35,8 @@ def process_pending(reporter_id: int) -> int:
         svc = inbox.Services.current()
         try:
             with locks.holding(svc.redis, reporter_id, svc.config["LOCK_TIMEOUT"], LOCK_WAIT) as lock:
-                outcome = inbox.process(svc, reporter_id, lock=lock)
+                with priority.serving(svc.redis):  # broadcasts give way meanwhile
+                    outcome = inbox.process(svc, reporter_id, lock=lock)
         except locks.Busy:  # a webhook or another job serves this reporter now
             outcome = inbox.Outcome(more=True, wait=2.0)
         except locks.LockLost:
@@ -89,6 +90,7 @@ def sweep() -> dict:
         purged = reporters.purge_expired_numbers(session)
         session.commit()
         broadcast_counts = broadcast_sending.sweep(svc)
+        priority.tidy(svc.redis)
     return {"spooled": spooled, "reporters": len(reporter_ids), "sends": len(sends),
             "recovered": recovered, "abandoned": abandoned, "purged": purged, "broadcasts": broadcast_counts}
 

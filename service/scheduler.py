@@ -36,6 +36,9 @@ def work(app, burst: bool = False, roles=ROLES) -> bool:
     connection = queues.connect(app.config["REDIS_URL"], blocking=True)
     rq_queue = Queue(queues.QUEUE, connection=connection)
     listened = [Queue(name, connection=connection) for name in queue_names(roles)]
+    # a broadcast sender in this process hands the worker back when reporters' jobs wait
+    # (service/priority.py); a worker that never takes them has no reason to
+    app.config["WORKER_TAKES_REPLIES"] = "replies" in roles
     stop = threading.Event()
     if not burst:
         threading.Thread(target=_schedule_sweeps, args=(connection, rq_queue, stop, app.config["SWEEP_INTERVAL"]),

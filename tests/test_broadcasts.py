@@ -524,3 +524,95 @@ def outbox_record(svc, number: str):
     reply = outbox.record(svc.session, reporter, "Sawa", language="sw", provider="twilio")
     svc.session.commit()
     return reply
+
+
+# --- conversations first (service/priority.py) ---------------------------------------------
+
+def test_a_sender_hands_its_worker_back_when_a_reporters_job_waits(app, client, db, people, redis_url,
+                                                                    twilio_standin):
+    """In a worker that also takes reporters' jobs, a job waiting in their queue ends the
+    slice before the chunk is claimed: nothing sent, nothing counted as an attempt."""
+    import redis as redis_client
+
+    connection = redis_client.Redis.from_url(redis_url)
+    app.config["WORKER_TAKES_REPLIES"] = True
+    connection.rpush("rq:queue:alerte", "a-reply-job")
+    bid = post(client).json["id"]
+    with app.app_context():
+        svc = Services.current()
+        broadcast_sending.fanout(svc, bid)
+        assert broadcast_sending.send_slice(svc, bid, 0) == "continued"
+    assert twilio_standin.sent == []
+    assert {(m.status, m.attempts) for m in deliveries(db, bid)} == {("queued", 0)}
+    connection.delete("rq:queue:alerte")  # the worker took it
+    assert run(app, bid) == "done"
+    assert len(twilio_standin.sent) == 5 and {(m.status, m.attempts) for m in deliveries(db, bid)} == {("sent", 1)}
+
+
+def test_a_reply_job_arriving_mid_chunk_puts_the_rest_of_the_chunk_back(app, client, db, people, redis_url,
+                                                                        twilio_standin):
+    """Items are asked one by one: after the reply job appears, the rest of the chunk goes
+    back to the queue untouched, and the broadcast later reaches each person once."""
+    import redis as redis_client
+
+    connection = redis_client.Redis.from_url(redis_url)
+    app.config["WORKER_TAKES_REPLIES"] = True
+    with app.app_context():
+        channel = app.extensions["channels"].get("twilio")
+    channel.send_concurrency = 1  # one after the other, so "after the job" is well defined
+    twilio_standin.on_send = lambda sent: connection.rpush("rq:queue:alerte", "a-reply-job")
+    try:
+        bid = post(client).json["id"]
+        with app.app_context():
+            svc = Services.current()
+            broadcast_sending.fanout(svc, bid)
+            assert broadcast_sending.send_slice(svc, bid, 0) == "continued"
+        twilio_standin.on_send = None
+        # the look at Redis is shared for one poll (20 ms), so a send may still start then
+        sent_first = len(twilio_standin.sent)
+        assert 1 <= sent_first < 5
+        rows = deliveries(db, bid)
+        assert sorted((m.status, m.attempts) for m in rows) == \
+            [("queued", 0)] * (5 - sent_first) + [("sent", 1)] * sent_first
+        connection.delete("rq:queue:alerte")
+        assert run(app, bid) == "done"
+    finally:
+        twilio_standin.on_send = None
+        channel.send_concurrency = 8
+    assert sorted(m.to for m in twilio_standin.sent) == sorted({m.to for m in twilio_standin.sent})
+    assert len(twilio_standin.sent) == 5
+
+
+def test_a_turn_that_never_ends_slows_a_broadcast_but_never_stops_it(app, client, db, people, redis_url,
+                                                                     twilio_standin):
+    import time
+
+    import redis as redis_client
+
+    from service import priority
+
+    connection = redis_client.Redis.from_url(redis_url)
+    connection.zadd(priority.TURNS_KEY, {"a-turn-that-hangs": time.time() + 60})
+    app.config["BROADCAST_GIVE_WAY"] = 0.1
+    assert run(app, post(client).json["id"]) == "done"
+    assert len(twilio_standin.sent) == 5
+
+
+def test_the_webhook_marks_the_turn_while_it_runs(app, redis_url, text_in, engine):
+    """What a sender sees while a reporter is answered: the mark, there during the turn
+    and gone after it."""
+    import redis as redis_client
+
+    from service import priority
+
+    connection = redis_client.Redis.from_url(redis_url)
+    seen, converse = [], engine.converse
+
+    def watched(*args, **kwargs):
+        seen.append(priority.pressure(connection, None)[0])
+        return converse(*args, **kwargs)
+
+    engine.converse = watched
+    assert text_in("Attaque a Beni", sender="+243990001001").status_code == 200
+    assert seen and seen[0] == 1
+    assert priority.pressure(connection, None)[0] == 0

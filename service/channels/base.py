@@ -58,12 +58,14 @@ class SendError(RuntimeError):
     `throttled`: the provider asks us to slow down (HTTP 429, SMPP throttled): every
     sender of this channel backs off, not only this message (service/bucket.py).
     `withdrawn`: never sent, since the item was no longer wanted when its turn came
-    (Outgoing.wanted: a STOP while its batch was going out).
+    (Outgoing.wanted: a STOP while its batch was going out). `deferred`: never sent, not
+    yet: the sender gave way to a reporter's conversation (Outgoing.go, service/priority.py);
+    it goes back to the queue, the attempt not counted.
     """
 
     def __init__(self, code: str | int | None, retryable: bool, message: str = "", unknown: bool = False,
                  opted_out: bool = False, invalid_number: bool = False, retry_after: float | None = None,
-                 throttled: bool = False, withdrawn: bool = False):
+                 throttled: bool = False, withdrawn: bool = False, deferred: bool = False):
         super().__init__(message or f"send failed ({code})")
         self.code = None if code is None else str(code)
         self.retryable = retryable and not (opted_out or invalid_number)
@@ -73,6 +75,7 @@ class SendError(RuntimeError):
         self.retry_after = retry_after
         self.throttled = throttled
         self.withdrawn = withdrawn
+        self.deferred = deferred
 
 
 class LookupUnsupported(RuntimeError):
@@ -105,16 +108,20 @@ class StatusUpdate:
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One message of a batch (a broadcast's deliveries): no reply context. `wanted`,
-    asked just before this item goes to the gateway: False, and it is not sent (the
-    result is a SendError with `withdrawn`)."""
+    """One message of a batch (a broadcast's deliveries): no reply context. Asked just
+    before this item goes to the gateway: `go` (it may wait a little; False: not now, the
+    result is a SendError with `deferred`), then `wanted` (False: not at all, `withdrawn`)."""
 
     to: str
     body: str
     idempotency_key: str | None = None
     wanted: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    go: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
 
     def withdrawn(self) -> SendError | None:
+        """Why this item is not to be sent now, or None: send it."""
+        if self.go is not None and not self.go():
+            return SendError(None, True, "not sent yet: gave way to a conversation", deferred=True)
         if self.wanted is None or self.wanted():
             return None
         return SendError(None, False, "not sent: no longer wanted (a STOP meanwhile)", withdrawn=True)
