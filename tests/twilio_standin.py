@@ -6,6 +6,17 @@ with a Twilio error code (e.g. 21610, the number opted out at the carrier). ``GE
 the same path lists what it took (newest first, filtered by ``To``), as Twilio does, so
 a send of unknown outcome can be looked up. ``cut(n)`` makes the next n sends be taken
 but answered by a dropped connection: the sender cannot know the message left.
+
+The Calls API too: ``POST .../Calls.json`` records each call placed (``calls``), answers
+201 and a call resource with a new CA sid, or the error set for that number
+(``fail_calls_for``), or throttles, or drops the connection once it has taken the call
+(``cut_calls``), optionally after ``call_delay`` seconds. Each call ends the way
+``call_outcomes`` says for its number (one status per call, in order; "completed", i.e.
+answered, by default). ``progress(call)`` gives the status callbacks Twilio would post
+(signed by whoever posts them); with ``deliver_statuses(base_url, auth_token)`` the
+stand-in posts them itself, signed, to a local server. ``GET .../Calls.json`` lists the
+calls (newest first, filtered by To and From) and ``GET .../Calls/<sid>.json`` fetches
+one, so a dial of unknown outcome can be looked up.
 """
 
 from __future__ import annotations
@@ -14,12 +25,20 @@ import json
 import re
 import secrets
 import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from twilio.request_validator import RequestValidator
 
 PATH = re.compile(r"^/2010-04-01/Accounts/(AC\w+)/Messages\.json$")
+CALLS = re.compile(r"^/2010-04-01/Accounts/(AC\w+)/Calls\.json$")
+CALL = re.compile(r"^/2010-04-01/Accounts/(AC\w+)/Calls/(CA\w+)\.json$")
+TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
 
 
 @dataclass
@@ -34,6 +53,23 @@ class SentMessage:
     at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
 
+@dataclass
+class PlacedCall:
+    """One request to the Calls API, as taken: who, from which line, which TwiML URL."""
+
+    sid: str
+    account_sid: str
+    to: str
+    sender: str | None
+    url: str | None
+    status_callback: str | None
+    events: list[str]  # StatusCallbackEvent values asked for
+    params: dict = field(repr=False)  # first value of each parameter
+    outcome: str = "completed"  # how the call will end
+    status: str = "queued"  # as the API shows it now
+    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
 class TwilioStandin:
     def __init__(self):
         self.sent: list[SentMessage] = []
@@ -42,6 +78,16 @@ class TwilioStandin:
         self.throttles = 0  # the next sends refused with 429 Too Many Requests (code 20429)
         self.on_send = None  # called with each SentMessage once taken, before it is answered
         self.lookups = 0
+        # the Calls API
+        self.calls: list[PlacedCall] = []
+        self.call_outcomes: dict[str, list[str]] = {}  # To -> how its next calls end, in order
+        self.call_errors: dict[str, tuple[int, int]] = {}  # To -> (HTTP status, Twilio code)
+        self.call_cuts = 0  # the next calls taken but never answered
+        self.call_throttles = 0  # the next calls refused with 429
+        self.call_delay = 0.0  # s before a Calls request is answered, once taken
+        self.call_lookups = 0
+        self.on_call = None  # called with each PlacedCall once taken, before it is answered
+        self._deliver: tuple[str, str, float] | None = None  # (base URL, auth token, delay)
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -59,6 +105,65 @@ class TwilioStandin:
     def throttle(self, count: int = 1) -> None:
         self.throttles = count
 
+    # -- the Calls API ---------------------------------------------------------------------
+    def end_calls(self, to: str, *statuses: str) -> None:
+        """The next calls to `to` end so, one status each: busy, no-answer, failed, completed..."""
+        self.call_outcomes.setdefault(to, []).extend(statuses)
+
+    def fail_calls_for(self, to: str, code: int, status: int = 400) -> None:
+        self.call_errors[to] = (status, code)
+
+    def cut_calls(self, count: int = 1) -> None:
+        self.call_cuts = count
+
+    def throttle_calls(self, count: int = 1) -> None:
+        self.call_throttles = count
+
+    def calls_to(self, to: str) -> list[PlacedCall]:
+        with self.lock:
+            return [c for c in self.calls if c.to == to]
+
+    def progress(self, call: PlacedCall) -> list[tuple[str, dict]]:
+        """Let the call end as planned: the (status callback URL, form) pairs Twilio would
+        post, in order (the answer first if "answered" was asked for, then the end)."""
+        statuses = (["in-progress"] if call.outcome == "completed" and "answered" in call.events else []) \
+            + [call.outcome]
+        with self.lock:
+            call.status = call.outcome
+        if not call.status_callback:
+            return []
+        return [(call.status_callback, self.status_params(call, status, n)) for n, status in enumerate(statuses)]
+
+    def status_params(self, call: PlacedCall, status: str, sequence: int = 0) -> dict:
+        """A call-progress status callback's form, as Twilio posts it."""
+        params = {"AccountSid": call.account_sid, "ApiVersion": "2010-04-01", "CallSid": call.sid,
+                  "CallStatus": status, "Direction": "outbound-api", "From": call.sender or "", "To": call.to,
+                  "Called": call.to, "Caller": call.sender or "", "CallbackSource": "call-progress-events",
+                  "SequenceNumber": str(sequence), "Timestamp": _rfc2822(datetime.now(timezone.utc))}
+        if status == "completed":
+            params["CallDuration"] = params["Duration"] = "42"
+        return params
+
+    def deliver_statuses(self, base_url: str, auth_token: str, delay: float = 0.0) -> None:
+        """Post every call's status callbacks, signed with `auth_token` for the public URL
+        the call named, to the same path and query at `base_url` (a local server)."""
+        self._deliver = (base_url.rstrip("/"), auth_token, delay)
+
+    def _post_statuses(self, call: PlacedCall) -> None:
+        base, token, delay = self._deliver
+        validator = RequestValidator(token)
+        time.sleep(delay)
+        for url, params in self.progress(call):
+            parts = urlsplit(url)
+            target = base + parts.path + (f"?{parts.query}" if parts.query else "")
+            request = urllib.request.Request(target, data=urlencode(params).encode(), method="POST", headers={
+                "X-Twilio-Signature": validator.compute_signature(url, params),
+                "Content-Type": "application/x-www-form-urlencoded"})
+            try:
+                urllib.request.urlopen(request, timeout=10).close()
+            except (urllib.error.URLError, OSError):
+                pass  # Twilio does not retry a status callback either
+
     def start(self) -> "TwilioStandin":
         self.thread.start()
         return self
@@ -75,6 +180,9 @@ class TwilioStandin:
                 pass
 
             def do_POST(self):
+                calls = CALLS.match(self.path)
+                if calls:
+                    return self._create_call(calls.group(1))
                 match = PATH.match(self.path)
                 if not match:
                     return self._json(404, {"code": 20404, "message": "The requested resource was not found",
@@ -107,6 +215,8 @@ class TwilioStandin:
 
             def do_GET(self):
                 path, _, query = self.path.partition("?")
+                if CALLS.match(path) or CALL.match(path):
+                    return self._read_calls(path, query)
                 match = PATH.match(path)
                 if not match:
                     return self._json(404, {"code": 20404, "message": "not found", "status": 404})
@@ -117,6 +227,59 @@ class TwilioStandin:
                 self._json(200, {"messages": [_resource(m) for m in found], "page": 0, "page_size": 50,
                                  "start": 0, "end": max(0, len(found) - 1), "uri": path,
                                  "first_page_uri": path, "next_page_uri": None, "previous_page_uri": None})
+
+            def _create_call(self, account_sid: str):
+                length = int(self.headers.get("Content-Length") or 0)
+                form = parse_qs(self.rfile.read(length).decode())
+                params = {k: v[0] for k, v in form.items()}
+                to = params.get("To", "")
+                if not to or not (params.get("Url") or params.get("Twiml") or params.get("ApplicationSid")):
+                    return self._json(400, {"code": 21205, "message": "Url parameter is required", "status": 400})
+                with standin.lock:
+                    throttled, standin.call_throttles = standin.call_throttles > 0, max(0, standin.call_throttles - 1)
+                if throttled:
+                    return self._json(429, {"code": 20429, "message": "Too Many Requests", "status": 429})
+                if to in standin.call_errors:
+                    status, code = standin.call_errors[to]
+                    return self._json(status, {"code": code, "message": f"error {code}", "status": status,
+                                               "more_info": f"https://www.twilio.com/docs/errors/{code}"})
+                with standin.lock:
+                    planned = standin.call_outcomes.get(to) or []
+                    outcome = planned.pop(0) if planned else "completed"
+                    call = PlacedCall("CA" + secrets.token_hex(16), account_sid, to, params.get("From"),
+                                      params.get("Url"), params.get("StatusCallback"),
+                                      form.get("StatusCallbackEvent", []), params, outcome)
+                    standin.calls.append(call)
+                    cut, standin.call_cuts = standin.call_cuts > 0, max(0, standin.call_cuts - 1)
+                if standin.on_call is not None:
+                    standin.on_call(call)
+                if standin._deliver is not None:
+                    threading.Thread(target=standin._post_statuses, args=(call,), daemon=True).start()
+                if standin.call_delay:
+                    time.sleep(standin.call_delay)
+                if cut:  # placed, but the answer never reaches the caller of the API
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                self._json(201, _call_resource(call))
+
+            def _read_calls(self, path: str, query: str):
+                one = CALL.match(path)
+                with standin.lock:
+                    standin.call_lookups += 1
+                    if one:
+                        found = [c for c in standin.calls if c.sid == one.group(2)]
+                        if not found:
+                            return self._json(404, {"code": 20404, "message": "not found", "status": 404})
+                        return self._json(200, _call_resource(found[0]))
+                    wanted = {k: v[0] for k, v in parse_qs(query).items()}
+                    found = [c for c in reversed(standin.calls)
+                             if c.to == wanted.get("To", c.to) and c.sender == wanted.get("From", c.sender)]
+                    size = int(wanted.get("PageSize") or 50)
+                    found = found[:size]
+                self._json(200, {"calls": [_call_resource(c) for c in found], "page": 0, "page_size": size,
+                                 "start": 0, "end": max(0, len(found) - 1), "uri": path, "first_page_uri": path,
+                                 "next_page_uri": None, "previous_page_uri": None})
 
             def _json(self, status: int, body: dict):
                 data = json.dumps(body).encode()
@@ -138,3 +301,22 @@ def _resource(sent: SentMessage) -> dict:
             "api_version": "2010-04-01", "price": None, "price_unit": "USD", "error_code": None,
             "error_message": None, "date_created": when, "date_updated": when, "date_sent": None,
             "uri": f"/2010-04-01/Accounts/{sent.account_sid}/Messages/{sent.sid}.json", "subresource_uris": {}}
+
+
+def _rfc2822(when: datetime) -> str:
+    return when.strftime("%a, %d %b %Y %H:%M:%S +0000")
+
+
+def _call_resource(call: PlacedCall) -> dict:
+    """A call resource as Twilio's API shows it."""
+    when = _rfc2822(call.at)
+    answered = call.status in ("in-progress", "completed")
+    return {"sid": call.sid, "account_sid": call.account_sid, "to": call.to, "to_formatted": call.to,
+            "from": call.sender, "from_formatted": call.sender, "status": call.status,
+            "direction": "outbound-api", "api_version": "2010-04-01", "parent_call_sid": None,
+            "phone_number_sid": None, "answered_by": None, "caller_name": None, "forwarded_from": None,
+            "group_sid": None, "trunk_sid": None, "queue_time": "0", "price": None, "price_unit": "USD",
+            "date_created": when, "date_updated": when, "start_time": when if answered else None,
+            "end_time": when if call.status in TERMINAL else None,
+            "duration": "42" if call.status == "completed" else "0",
+            "uri": f"/2010-04-01/Accounts/{call.account_sid}/Calls/{call.sid}.json", "subresource_uris": {}}
