@@ -75,6 +75,41 @@ MESSAGES: dict[str, str] = {
     "cap.event": "Security warning",
     "cap.sender_name": "Community alert line",
     "cap.all_areas": "Eastern DR Congo",
+    # the voice line (bot/voice.py): recorded prompts, played one after the other. A menu
+    # choice is three prompts, "Attack" "press" "one": never a value inside a prompt.
+    "voice.language": "French",  # the name of each catalog's own language, in it
+    "voice.press": "press",
+    "voice.more": "More choices",
+    "voice.welcome": "Hello, this is the alert line. Tell us what happened, we will answer you.",
+    "voice.keys_help": "At any question, press 0 to hear it again, or star to go back.",
+    "voice.ask_category": "What happened?",
+    "voice.ask_province": "Where did it happen? Choose the province.",
+    "voice.ask_territory": "Choose the territory.",
+    "voice.record_place": "After the beep, say the name of the village or place, then press hash.",
+    "voice.ask_when": "When did it happen?",
+    "voice.ask_people": "How many people were killed, hurt or taken?",
+    "voice.ask_people_hurt": "How many people were killed or hurt?",
+    "voice.ask_people_taken": "How many people were taken away?",
+    "voice.ask_people_victims": "How many people are victims?",
+    "voice.ask_people_fled": "About how many people fled or arrived?",
+    "voice.type_number": "Type the number, then press hash. If you do not know, just wait.",
+    "voice.record_message": "After the beep, tell us in a few words what happened and who did it. "
+                            "Press hash when you have finished.",
+    "voice.summary": "You told us:",
+    "voice.confirm": "Is this right?",
+    "voice.change": "Change",
+    "voice.ask_correction": "What should we change?",
+    "voice.field.message": "Your message",
+    "voice.all": "Everything, from the start",
+    "voice.thanks": "Thank you. Your report is recorded. Our team will check it.",
+    "voice.reference_is": "Your report number is",
+    "voice.reference_again": "I repeat:",
+    "voice.goodbye": "Goodbye.",
+    "voice.no_answer": "We did not hear you. Call us again when you can.",
+    "voice.fallback": "We could not reach the system. After the beep, tell us what happened, where "
+                      "and when. It will be handled.",
+    "voice.fallback_thanks": "Thank you, your message is recorded. It will be handled.",
+    **{f"voice.digit.{d}": str(d) for d in range(10)},  # each digit said as a word
     # values in summaries and menus
     "value.unknown": "unknown",
     "value.many": "many",
