@@ -66,6 +66,15 @@ DEFAULTS: dict[str, object] = {
     "BROADCAST_LEASE": 30,  # s a dead sender's slot stays taken before the sweep restarts it
     "BROADCAST_PAGE": 2000,  # deliveries written per fan-out transaction
     "CAP_SENDER": None,  # CAP <sender>; default: alerte@<the host of PUBLIC_BASE_URL>
+    # call-backs of missed calls (service/callbacks.py)
+    "BEEP_NUMBERS": None,  # our numbers where a call is a beep, comma-separated (also a channel's `beep_numbers`)
+    "CALLBACK_DELAY": 60,  # s between the missed call and the call-back
+    "CALLBACK_WINDOW": 1800,  # s: one call-back per number in this time; more beeps count on it
+    "CALLBACK_RATE": 6,  # calls a minute per line, every worker together (a channel's `callback_rate`; 0: no limit)
+    "CALLBACK_MAX_ATTEMPTS": 3,  # calls per request when busy, unanswered or failed
+    "CALLBACK_RETRY_DELAY": 120,  # s before the second call, doubled before each one after
+    "CALLBACK_RING_TIMEOUT": 30,  # s a call-back rings before it counts as unanswered
+    "CALLBACK_CLAIM_TIMEOUT": 120,  # s a dial may stay unsettled before the sweep asks the provider's call log
     # voice prompts (service/prompts.py): operators' recordings live under
     # <PROMPT_RECORDINGS_DIR>/<lang>/voice/, generated placeholders in PROMPT_CACHE_DIR
     "PROMPT_RECORDINGS_DIR": str(ROOT / "locales"),
@@ -77,7 +86,9 @@ DEFAULTS: dict[str, object] = {
 }
 INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "MAX_CONTENT_LENGTH",
         "MAX_ATTEMPTS", "MAX_SEND_ATTEMPTS", "SEND_CLAIM_TIMEOUT", "SENDER_RATE", "SWEEP_INTERVAL",
-        "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE", "PROMPT_UPLOAD_MAX", "PROMPT_URL_TTL"}
+        "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE", "PROMPT_UPLOAD_MAX", "PROMPT_URL_TTL",
+        "CALLBACK_DELAY", "CALLBACK_WINDOW", "CALLBACK_RATE", "CALLBACK_MAX_ATTEMPTS", "CALLBACK_RETRY_DELAY",
+        "CALLBACK_RING_TIMEOUT", "CALLBACK_CLAIM_TIMEOUT"}
 FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE",
           "BROADCAST_GIVE_WAY"}
 

@@ -14,7 +14,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from bot.flow import alert_flow
-from service import alerts, broadcast_sending, inbox, locks, outbox, priority, queue, reporters
+from service import alerts, broadcast_sending, callbacks, inbox, locks, outbox, priority, queue, reporters
 from service.app import create_app
 from service.models import Message, utcnow
 
@@ -69,6 +69,12 @@ def broadcast_send(broadcast_id: int, slot: int) -> str:
         return broadcast_sending.send_slice(inbox.Services.current(), broadcast_id, slot)
 
 
+def place_callback(request_id: int) -> str:
+    """Dial one due call-back of a missed call (service/callbacks.py)."""
+    with _app().app_context():
+        return callbacks.place(inbox.Services.current(), request_id)
+
+
 def sweep() -> dict:
     """Pick up what fell through: spooled messages, messages left waiting (a lost job,
     Redis was down), sends never queued or left half-done, stale drafts, expired numbers."""
@@ -91,8 +97,12 @@ def sweep() -> dict:
         session.commit()
         broadcast_counts = broadcast_sending.sweep(svc)
         priority.tidy(svc.redis)
-    return {"spooled": spooled, "reporters": len(reporter_ids), "sends": len(sends),
-            "recovered": recovered, "abandoned": abandoned, "purged": purged, "broadcasts": broadcast_counts}
+        callback_counts = callbacks.sweep(svc)
+    report = {"spooled": spooled, "reporters": len(reporter_ids), "sends": len(sends),
+              "recovered": recovered, "abandoned": abandoned, "purged": purged, "broadcasts": broadcast_counts}
+    if any(callback_counts.values()):  # named when it did something
+        report["callbacks"] = callback_counts
+    return report
 
 
 def _recover_sends(svc) -> int:

@@ -27,6 +27,7 @@ SEND_MESSAGE = "service.jobs.send_message"
 SWEEP = "service.jobs.sweep"
 BROADCAST_FANOUT = "service.jobs.broadcast_fanout"
 BROADCAST_SEND = "service.jobs.broadcast_send"
+PLACE_CALLBACK = "service.jobs.place_callback"
 # Broadcasts have their own queues, after the reporters' one: a worker takes every job
 # of QUEUE first, then urgent broadcasts, then routine ones (service/scheduler.py).
 BROADCAST_QUEUES = {"urgent": "alerte-broadcast-urgent", "routine": "alerte-broadcast-routine"}
@@ -146,6 +147,49 @@ def enqueue_broadcast(connection: redis.Redis, priority: str, function: str, *ar
         return True
     except redis.RedisError:
         log.warning("Redis down: broadcast job %s%s left for the sweep", function.rsplit(".", 1)[-1], args)
+        return False
+
+
+def _callback_mark(request_id: int) -> str:
+    return f"alerte:callback-job:{request_id}"
+
+
+CALLBACK_MARK_TTL = 300  # s a call-back's "job waiting" mark outlives the job's due time
+
+
+def enqueue_callback(connection: redis.Redis, request_id: int, at: datetime | None = None,
+                     unless_waiting: bool = False) -> bool:
+    """Queue the dial of a call-back (service/callbacks.py) for `at` (now if None or past);
+    False if Redis is down (the sweep finds the request due).
+
+    Each job has its own id and a mark per request says one waits: a job that queues its
+    request again from inside itself cannot reuse a fixed id, since RQ expires a finished
+    job's hash, and the waiting one's with it. `unless_waiting` (the sweep): a marked
+    request is left alone. The mark expires, so a lost job delays its request at most
+    CALLBACK_MARK_TTL after its time; two jobs for one request are harmless (the dial is
+    claimed once).
+    """
+    delay = max(0.0, (at - datetime.now(timezone.utc)).total_seconds()) if at is not None else 0.0
+    key = _callback_mark(request_id)
+    try:
+        if not connection.set(key, 1, ex=int(delay + CALLBACK_MARK_TTL), nx=unless_waiting):
+            return True  # the sweep: a job is waiting for it
+        rq_queue = Queue(QUEUE, connection=connection)
+        if delay > 0:
+            rq_queue.enqueue_in(timedelta(seconds=delay), PLACE_CALLBACK, request_id, job_timeout=120)
+        else:
+            rq_queue.enqueue(PLACE_CALLBACK, request_id, job_timeout=120)
+        return True
+    except redis.RedisError:
+        log.warning("Redis down: call-back %s left for the sweep", request_id)
+        return False
+
+
+def callback_waiting(connection: redis.Redis, request_id: int) -> bool:
+    """Whether a call-back's job is waiting (its mark is there); False if Redis cannot say."""
+    try:
+        return bool(connection.exists(_callback_mark(request_id)))
+    except redis.RedisError:
         return False
 
 
