@@ -21,7 +21,8 @@ def create_app(config: dict | None = None) -> Flask:
     channels.init_app(app)
     _init_engine(app)
     webhooks.init_app(app)
-    for name in ("service.api", "service.api_subscribers", "service.api_broadcasts", "service.api_prompts"):
+    for name in ("service.api", "service.api_subscribers", "service.api_broadcasts", "service.api_prompts",
+                 "service.api_callbacks"):
         _register_optional(app, name)
     return app
 
