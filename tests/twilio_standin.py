@@ -16,7 +16,7 @@ answered, by default). ``progress(call)`` gives the status callbacks Twilio woul
 (signed by whoever posts them); with ``deliver_statuses(base_url, auth_token)`` the
 stand-in posts them itself, signed, to a local server. ``GET .../Calls.json`` lists the
 calls (newest first, filtered by To and From) and ``GET .../Calls/<sid>.json`` fetches
-one, so a dial of unknown outcome can be looked up.
+one, so a dial of unknown outcome can be looked up (unless ``call_log`` is False).
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ class TwilioStandin:
         self.call_throttles = 0  # the next calls refused with 429
         self.call_delay = 0.0  # s before a Calls request is answered, once taken
         self.call_lookups = 0
+        self.call_log = True  # False: the call log is not offered (404), as on a gateway without one
         self.on_call = None  # called with each PlacedCall once taken, before it is answered
         self._deliver: tuple[str, str, float] | None = None  # (base URL, auth token, delay)
         self.lock = threading.Lock()
@@ -267,6 +268,8 @@ class TwilioStandin:
                 one = CALL.match(path)
                 with standin.lock:
                     standin.call_lookups += 1
+                    if not standin.call_log:
+                        return self._json(404, {"code": 20404, "message": "not found", "status": 404})
                     if one:
                         found = [c for c in standin.calls if c.sid == one.group(2)]
                         if not found:
