@@ -1,6 +1,6 @@
 """The voice line's audio prompts: operators' recordings, else generated placeholders.
 
-A prompt is keyed by the same id as the text catalogs (``ask_category``, ``digit.7``,
+A prompt is keyed by the same id as the text catalogs (``voice.ask_category``, ``voice.digit.7``,
 ``place.CD6101``...). Recordings uploaded by operators live with the locales, under
 ``<PROMPT_RECORDINGS_DIR>/<lang>/voice/<prompt_id>.wav|mp3``. Where a prompt has no
 recording, a placeholder spoken by espeak-ng is played: generated offline into
@@ -38,8 +38,10 @@ from urllib.parse import quote, urlencode
 
 from babel import Locale
 
+from bot import voice
+from bot.flow import alert_flow
 from bot.languages import LANGUAGES
-from bot.messages import MESSAGES, text
+from bot.places import default_gazetteer
 from service.privacy import derive
 
 FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg"}  # what Twilio's <Play> plays
@@ -73,21 +75,17 @@ def check_id(prompt_id: str, language: str) -> None:
 
 def prompt_ids() -> set[str]:
     """Every prompt id the voice line can play (the same in every language)."""
-    return set(MESSAGES)
+    return voice.prompt_ids(alert_flow(), default_gazetteer())
 
 
 def needed(language: str) -> list[tuple[str, str]]:
     """(prompt id, text to speak) of every prompt the voice line can play in a language."""
-    return [(msg_id, text(msg_id, language).format_map(_Blank())) for msg_id in MESSAGES]
+    gazetteer = default_gazetteer()
+    return [(prompt_id, voice.prompt_text(prompt_id, language, gazetteer)) for prompt_id in sorted(prompt_ids())]
 
 
 def english_name(language: str) -> str:
     return Locale.parse(language).english_name
-
-
-class _Blank(dict):
-    def __missing__(self, key):
-        return ""
 
 
 # --- where the audio is ----------------------------------------------------------------
