@@ -128,7 +128,7 @@ def test_more_missed_calls_within_the_window_count_on_the_same_request(svc, redi
 
 
 def test_two_beeps_at_the_same_moment_make_one_request(app, app_config, svc):
-    reporters.seen(svc.session, svc.identity, OTHER_REPORTER)  # they race on the request, not on the reporter
+    reporter_id = reporters.seen(svc.session, svc.identity, OTHER_REPORTER).id  # as the voice webhook has it
     svc.session.commit()
     second = create_app(app_config)
     barrier, ids, errors = threading.Barrier(2), [], []
@@ -137,8 +137,9 @@ def test_two_beeps_at_the_same_moment_make_one_request(app, app_config, svc):
         try:
             with web.app_context():
                 own = Services.current()
+                reporter = own.session.get(Reporter, reporter_id)
                 barrier.wait()
-                ids.append(beep(own, OTHER_REPORTER, reason="hung_up").id)
+                ids.append(beep(own, reporter, reason="hung_up").id)
                 own.session.close()
         except Exception as exc:  # reported below, not swallowed
             errors.append(exc)
@@ -318,6 +319,32 @@ def test_the_rate_limit_per_line_holds_across_two_workers(app, app_config, svc, 
         waiting = row(svc, request_id)
         if outcomes[request_id] == "paced":
             assert waiting.status == "queued" and waiting.attempts == 0 and close_to(waiting.next_attempt_at, 30)
+
+
+def test_two_workers_with_the_same_request_place_one_call(app, app_config, svc, twilio_standin):
+    """A job run twice at once (a redelivery, the sweep's copy) dials once: the claim decides."""
+    request = beep(svc)
+    time_passes(svc, request.id)
+    workers = [app, create_app(app_config)]
+    twilio_standin.call_delay = 0.3  # the first claim's call is still in flight when the second looks
+    outcomes, errors, barrier = [], [], threading.Barrier(2)
+
+    def work(worker):
+        try:
+            with worker.app_context():
+                own = Services.current()
+                barrier.wait()
+                outcomes.append(callbacks.place(own, request.id))
+                own.session.close()
+        except Exception as exc:  # reported below, not swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in workers]
+    [t.start() for t in threads]
+    [t.join(30) for t in threads]
+    workers[1].extensions["db"].engine.dispose()
+    assert errors == [] and "calling" in outcomes and len(twilio_standin.calls) == 1
+    assert row(svc, request.id).attempts == 1
 
 
 # --- what the provider says -----------------------------------------------------------
