@@ -57,14 +57,17 @@ def serving(connection):
 
 def pressure(connection, replies_queue: str | None) -> tuple[int, int]:
     """(turns running now, jobs waiting in the reporters' queue); (0, 0) if Redis cannot say."""
+    if connection is None:
+        return 0, 0
     try:
         pipe = connection.pipeline(transaction=False)
         pipe.zcount(TURNS_KEY, time.time(), "+inf")
-        pipe.llen(f"rq:queue:{replies_queue}" if replies_queue else "rq:queue:")
-        turns, waiting = pipe.execute()
-    except (redis.RedisError, AttributeError):
+        if replies_queue:
+            pipe.llen(f"rq:queue:{replies_queue}")
+        turns, *waiting = pipe.execute()
+    except redis.RedisError:
         return 0, 0
-    return int(turns), int(waiting) if replies_queue else 0
+    return int(turns), int(waiting[0]) if waiting else 0
 
 
 def tidy(connection) -> int:
