@@ -81,6 +81,12 @@ DEFAULTS: dict[str, object] = {
     "PROMPT_CACHE_DIR": str(VAR / "prompts"),
     "PROMPT_UPLOAD_MAX": 4 * 1024 * 1024,  # bytes of one uploaded recording
     "PROMPT_URL_TTL": 3600,  # s a signed prompt URL (for the provider's <Play>) stays valid, at least
+    # the voice line (service/voice_calls.py) and callers' recordings (service/recordings.py)
+    "VOICE_STEP_BUDGET": 4.0,  # s a keypress webhook may take before the call goes to recording the report
+    "VOICE_CALL_IDLE": 900,  # s without a webhook after which the sweep takes a call as dropped
+    "RECORDINGS_DIR": str(VAR / "recordings"),  # callers' recordings, encrypted (keep it on a volume)
+    "RECORDING_FETCH_ATTEMPTS": 6,  # tries to fetch a recording from the provider before it is "failed"
+    "RECORDING_URL_TTL": 3600,  # s a signed URL of a caller's recording (played back to them) stays valid
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
 }
@@ -88,9 +94,10 @@ INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "
         "MAX_ATTEMPTS", "MAX_SEND_ATTEMPTS", "SEND_CLAIM_TIMEOUT", "SENDER_RATE", "SWEEP_INTERVAL",
         "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE", "PROMPT_UPLOAD_MAX", "PROMPT_URL_TTL",
         "CALLBACK_DELAY", "CALLBACK_WINDOW", "CALLBACK_RATE", "CALLBACK_MAX_ATTEMPTS", "CALLBACK_RETRY_DELAY",
-        "CALLBACK_RING_TIMEOUT", "CALLBACK_CLAIM_TIMEOUT"}
+        "CALLBACK_RING_TIMEOUT", "CALLBACK_CLAIM_TIMEOUT", "VOICE_CALL_IDLE", "RECORDING_FETCH_ATTEMPTS",
+        "RECORDING_URL_TTL"}
 FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE",
-          "BROADCAST_GIVE_WAY"}
+          "BROADCAST_GIVE_WAY", "VOICE_STEP_BUDGET"}
 
 
 class ConfigError(RuntimeError):

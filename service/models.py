@@ -277,3 +277,86 @@ class CallbackRequest(Base):
     claimed_at: Mapped[datetime | None]  # when the latest dial was claimed
     answered_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+
+
+class Call(Base):
+    """One phone call on the voice line, incoming or a call-back (service/voice_calls.py).
+
+    ``state`` is the keypad dialogue's (bot/voice.py): JSON, no number in it. The call's
+    draft alert is saved at every answer, so a call that drops leaves what it captured.
+    """
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("provider", "call_sid", name="uq_calls_provider_sid"),
+        Index("ix_calls_status_updated", "status", "updated_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))  # the channel's name
+    call_sid: Mapped[str] = mapped_column(String(64))  # the provider's id of the call
+    reporter_id: Mapped[int | None] = mapped_column(ForeignKey("reporters.id"), index=True)
+    line: Mapped[str | None] = mapped_column(String(32))  # our number that was called (or calls back)
+    direction: Mapped[str] = mapped_column(String(8))  # in | callback
+    callback_id: Mapped[int | None] = mapped_column(ForeignKey("callbacks.id"))
+    language: Mapped[str | None] = mapped_column(String(8))
+    step: Mapped[str | None] = mapped_column(String(40))  # the dialogue's current step
+    turn: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[dict | None] = mapped_column(JSON)
+    # active (in the dialogue) -> submitted (confirmed: the alert is "new") | dropped (hung
+    # up before confirming: a partial alert if anything was captured) | ended (ended
+    # without a report: no key pressed, a silence at the language menu); rejected (a
+    # beep line); fallback (the dialogue could not run: the report is a recording)
+    status: Mapped[str] = mapped_column(String(16))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    draft_key: Mapped[str | None] = mapped_column(String(96))  # the alert's draft_key
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
+class CallStep(Base):
+    """One webhook of a call, stored before it is processed: the event (keys pressed, a
+    recording's id and length; never a number) and the TwiML answered, so that the
+    provider's retry of the same step (CallSid + step + turn) gets the same answer."""
+
+    __tablename__ = "call_steps"
+    __table_args__ = (UniqueConstraint("call_id", "key", name="uq_call_steps_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"))
+    key: Mapped[str] = mapped_column(String(64))  # "<turn>:<step>"
+    event: Mapped[dict | None] = mapped_column(JSON)
+    response: Mapped[str | None] = mapped_column(Text)  # the TwiML answered
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Recording(Base):
+    """A caller's recording (a place name, the message, a fallback report). Fetched from
+    the provider once its recording callback says it is complete, stored encrypted under
+    RECORDINGS_DIR, then deleted at the provider (service/recordings.py)."""
+
+    __tablename__ = "recordings"
+    __table_args__ = (UniqueConstraint("provider", "recording_sid", name="uq_recordings_provider_sid"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    recording_sid: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id"), index=True)
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # place-name | message | fallback
+    provider_url: Mapped[str | None] = mapped_column(Text)  # the provider's RecordingUrl, until deleted there
+    seconds: Mapped[int | None] = mapped_column(Integer)
+    # pending (the call told us of it) -> available (the provider's callback: complete) ->
+    # stored (fetched and encrypted here; deleted at the provider: provider_deleted_at) |
+    # failed (attempts used up: still at the provider)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    path: Mapped[str | None] = mapped_column(String(200))  # file name under RECORDINGS_DIR
+    content_type: Mapped[str | None] = mapped_column(String(32))
+    size: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))  # of the audio, before encryption
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failure_reason: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stored_at: Mapped[datetime | None]
+    provider_deleted_at: Mapped[datetime | None]
