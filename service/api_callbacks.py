@@ -10,7 +10,7 @@ import logging
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from sqlalchemy import select
 
-from service import callbacks
+from service import callbacks, voice_calls
 from service.api import PAGE_MAX, require_token
 from service.channels import twilio_calls
 from service.channels.base import BadRequest
@@ -67,7 +67,9 @@ def callback_status(name: str):
         call_sid, status = twilio_calls.parse_status(request)
     except BadRequest as exc:
         return Response(f"{exc}\n", status=400, mimetype="text/plain")
-    callbacks.record_status(Services.current(), request_id, attempt, call_sid, status, provider=name)
+    svc = Services.current()
+    callbacks.record_status(svc, request_id, attempt, call_sid, status, provider=name)
+    voice_calls.ended(svc, name, call_sid, status)  # a call-back's call is over: its partial alert is kept
     return Response(status=204)
 
 
