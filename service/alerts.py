@@ -10,13 +10,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from bot.categories import BY_CODE
 from bot.places import PlaceRecord
-from service.models import Alert, Place, Reporter, utcnow
+from service.models import Alert, Call, Place, Recording, Reporter, utcnow
 
 STATUSES = ("draft", "new", "incomplete")
 
@@ -125,24 +125,59 @@ def location_of(alert: Alert) -> dict | None:
     return {"name": place.name, "admin1": place.admin1_name, "admin2": place.admin2_name, "pcode": pcode}
 
 
-def as_json(alert: Alert) -> dict:
-    """The public shape of an alert (GET /api/v1/alerts): never who reported it."""
-    def iso(value):
-        if value is None:
-            return None
-        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
-    return {
+def _iso(value):
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+
+
+def recordings_of(session: Session, alert_ids) -> dict[int, list[Recording]]:
+    """The callers' recordings of these alerts, oldest first, in one query: linked to the
+    alert, or to the call that made it (a recording can be noted before its alert is)."""
+    ids = list(dict.fromkeys(alert_ids))
+    if not ids:
+        return {}
+    owner = func.coalesce(Recording.alert_id, Call.alert_id)
+    found: dict[int, list[Recording]] = {}
+    for row, alert_id in session.execute(
+            select(Recording, owner).outerjoin(Call, Recording.call_id == Call.id)
+            .where(or_(Recording.alert_id.in_(ids), and_(Recording.alert_id.is_(None), Call.alert_id.in_(ids))))
+            .order_by(Recording.id)):
+        found.setdefault(alert_id, []).append(row)
+    return found
+
+
+def recording_json(alert_id: int, row: Recording) -> dict:
+    """A recording as the alerts API shows it: its own URL behind the API token once it is
+    stored here; never the provider's URL (it plays the caller's voice to anyone)."""
+    stored = row.status == "stored"
+    return {"id": row.id, "kind": row.kind, "seconds": row.seconds, "status": row.status,
+            "created_at": _iso(row.created_at), "stored_at": _iso(row.stored_at),
+            "url": f"/api/v1/alerts/{alert_id}/recordings/{row.id}" if stored else None}
+
+
+def as_json(alert: Alert, recordings: list[Recording] | None = None) -> dict:
+    """The public shape of an alert (GET /api/v1/alerts): never who reported it.
+
+    `recordings`: the alert's, when a list fetched them for a whole page
+    (`recordings_of`); otherwise a voice alert's are looked up, an SMS alert has none."""
+    if recordings is None and alert.channel == "voice" and object_session(alert) is not None:
+        recordings = recordings_of(object_session(alert), [alert.id]).get(alert.id, [])
+    shown = {
         "id": alert.id,
         "reference": alert.reference,
         "category": alert.category,
         "location": location_of(alert),
         "place_text": alert.place_text,
-        "occurred_at": iso(alert.occurred_at),
+        "occurred_at": _iso(alert.occurred_at),
         "people_affected": alert.people_affected,
         "perpetrator": alert.perpetrator,
         "description": alert.description,
         "language": alert.language,
         "channel": alert.channel,
         "status": alert.status,
-        "created_at": iso(alert.created_at),
+        "created_at": _iso(alert.created_at),
     }
+    if recordings:
+        shown["recordings"] = [recording_json(alert.id, r) for r in recordings]
+    return shown

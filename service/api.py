@@ -73,8 +73,10 @@ def list_alerts():
     except ValueError:
         return _error(400, "limit must be a number")
     query = query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
-    rows = get_session().scalars(query).all()
-    return jsonify({"alerts": [alerts.as_json(a) for a in rows]})
+    session = get_session()
+    rows = session.scalars(query).all()
+    heard = alerts.recordings_of(session, [a.id for a in rows if a.channel == "voice"])  # one query a page
+    return jsonify({"alerts": [alerts.as_json(a, heard.get(a.id, [])) for a in rows]})
 
 
 @bp.post("/api/v1/understand")

@@ -14,7 +14,7 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from bot.flow import alert_flow
-from service import alerts, broadcast_sending, callbacks, inbox, locks, outbox, priority, queue, reporters
+from service import alerts, broadcast_sending, callbacks, inbox, locks, outbox, priority, queue, recordings, reporters
 from service.app import create_app
 from service.models import Message, utcnow
 
@@ -75,6 +75,13 @@ def place_callback(request_id: int) -> str:
         return callbacks.place(inbox.Services.current(), request_id)
 
 
+def fetch_recording(recording_id: int) -> str:
+    """Fetch, encrypt and store a caller's recording, then delete it at the provider
+    (service/recordings.py)."""
+    with _app().app_context():
+        return recordings.fetch(inbox.Services.current(), recording_id)
+
+
 def sweep() -> dict:
     """Pick up what fell through: spooled messages, messages left waiting (a lost job,
     Redis was down), sends never queued or left half-done, stale drafts, expired numbers."""
@@ -98,10 +105,13 @@ def sweep() -> dict:
         broadcast_counts = broadcast_sending.sweep(svc)
         priority.tidy(svc.redis)
         callback_counts = callbacks.sweep(svc)
+        recording_counts = recordings.sweep(svc)
     report = {"spooled": spooled, "reporters": len(reporter_ids), "sends": len(sends),
               "recovered": recovered, "abandoned": abandoned, "purged": purged, "broadcasts": broadcast_counts}
     if any(callback_counts.values()):  # named when it did something
         report["callbacks"] = callback_counts
+    if any(recording_counts.values()):
+        report["recordings"] = recording_counts
     return report
 
 

@@ -28,6 +28,7 @@ SWEEP = "service.jobs.sweep"
 BROADCAST_FANOUT = "service.jobs.broadcast_fanout"
 BROADCAST_SEND = "service.jobs.broadcast_send"
 PLACE_CALLBACK = "service.jobs.place_callback"
+FETCH_RECORDING = "service.jobs.fetch_recording"
 # Broadcasts have their own queues, after the reporters' one: a worker takes every job
 # of QUEUE first, then urgent broadcasts, then routine ones (service/scheduler.py).
 BROADCAST_QUEUES = {"urgent": "alerte-broadcast-urgent", "routine": "alerte-broadcast-routine"}
@@ -189,6 +190,42 @@ def callback_waiting(connection: redis.Redis, request_id: int) -> bool:
     """Whether a call-back's job is waiting (its mark is there); False if Redis cannot say."""
     try:
         return bool(connection.exists(_callback_mark(request_id)))
+    except redis.RedisError:
+        return False
+
+
+def _recording_mark(recording_id: int) -> str:
+    return f"alerte:recording-job:{recording_id}"
+
+
+def enqueue_recording(connection: redis.Redis, recording_id: int, delay: float = 0,
+                      unless_waiting: bool = False) -> bool:
+    """Queue the fetch of a caller's recording (service/recordings.py) after `delay` s;
+    False if Redis is down (the sweep finds the recording available).
+
+    Marked per recording like a call-back (enqueue_callback): `unless_waiting` (the
+    sweep, a repeated callback) leaves a marked recording alone; the mark expires, so a
+    job lost with its worker delays the fetch at most CALLBACK_MARK_TTL.
+    """
+    key = _recording_mark(recording_id)
+    try:
+        if not connection.set(key, 1, ex=int(delay + CALLBACK_MARK_TTL), nx=unless_waiting):
+            return True  # a job is waiting for it
+        rq_queue = Queue(QUEUE, connection=connection)
+        if delay > 0:
+            rq_queue.enqueue_in(timedelta(seconds=delay), FETCH_RECORDING, recording_id, job_timeout=300)
+        else:
+            rq_queue.enqueue(FETCH_RECORDING, recording_id, job_timeout=300)
+        return True
+    except redis.RedisError:
+        log.warning("Redis down: recording %s left for the sweep", recording_id)
+        return False
+
+
+def recording_waiting(connection: redis.Redis, recording_id: int) -> bool:
+    """Whether a recording's fetch job is waiting (its mark is there); False if Redis cannot say."""
+    try:
+        return bool(connection.exists(_recording_mark(recording_id)))
     except redis.RedisError:
         return False
 

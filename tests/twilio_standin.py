@@ -17,10 +17,18 @@ answered, by default). ``progress(call)`` gives the status callbacks Twilio woul
 stand-in posts them itself, signed, to a local server. ``GET .../Calls.json`` lists the
 calls (newest first, filtered by To and From) and ``GET .../Calls/<sid>.json`` fetches
 one, so a dial of unknown outcome can be looked up (unless ``call_log`` is False).
+
+Recordings: ``add_recording(sid, audio)`` keeps a caller's audio and gives its
+RecordingUrl as Twilio gives it (on api.twilio.com); ``GET .../Recordings/<sid>.wav`` (or
+``.mp3``) answers it to the account's basic auth only (401 otherwise), 404 if unknown or
+deleted; ``DELETE .../Recordings/<sid>.json`` answers 204 and notes the sid in
+``deleted_recordings``. ``fail_recording_fetches(n, status)`` answers the next n fetches
+with 500 (or 404: "not ready yet"), ``fail_recording_deletes(n)`` the next n deletions.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -38,7 +46,10 @@ from twilio.request_validator import RequestValidator
 PATH = re.compile(r"^/2010-04-01/Accounts/(AC\w+)/Messages\.json$")
 CALLS = re.compile(r"^/2010-04-01/Accounts/(AC\w+)/Calls\.json$")
 CALL = re.compile(r"^/2010-04-01/Accounts/(AC\w+)/Calls/(CA\w+)\.json$")
+RECORDING = re.compile(r"^/2010-04-01/Accounts/(AC\w+)/Recordings/(RE\w+)\.(wav|mp3|json)$")
 TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
+DEFAULT_ACCOUNT = "AC" + "0" * 31 + "1"  # tests/conftest.py's account
+DEFAULT_TOKEN = "test-auth-token"
 
 
 @dataclass
@@ -89,6 +100,12 @@ class TwilioStandin:
         self.call_log = True  # False: the call log is not offered (404), as on a gateway without one
         self.on_call = None  # called with each PlacedCall once taken, before it is answered
         self._deliver: tuple[str, str, float] | None = None  # (base URL, auth token, delay)
+        # recordings: sid -> (account sid, auth token, audio)
+        self.recordings: dict[str, tuple[str, str, bytes]] = {}
+        self.recording_fetches: list[str] = []  # sids of every GET of a recording's audio, in order
+        self.deleted_recordings: list[str] = []
+        self.recording_fetch_failures: list[int] = []  # HTTP statuses of the next fetches
+        self.recording_delete_failures: list[int] = []  # HTTP statuses of the next deletions
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -165,6 +182,22 @@ class TwilioStandin:
             except (urllib.error.URLError, OSError):
                 pass  # Twilio does not retry a status callback either
 
+    # -- recordings ------------------------------------------------------------------------
+    def add_recording(self, sid: str, audio: bytes, account_sid: str = DEFAULT_ACCOUNT,
+                      auth_token: str = DEFAULT_TOKEN) -> str:
+        """Keep a caller's recording; its RecordingUrl as Twilio gives it (no extension)."""
+        with self.lock:
+            self.recordings[sid] = (account_sid, auth_token, audio)
+        return f"https://api.twilio.com/2010-04-01/Accounts/{account_sid}/Recordings/{sid}"
+
+    def fail_recording_fetches(self, count: int = 1, status: int = 500) -> None:
+        with self.lock:
+            self.recording_fetch_failures.extend([status] * count)
+
+    def fail_recording_deletes(self, count: int = 1, status: int = 500) -> None:
+        with self.lock:
+            self.recording_delete_failures.extend([status] * count)
+
     def start(self) -> "TwilioStandin":
         self.thread.start()
         return self
@@ -216,6 +249,8 @@ class TwilioStandin:
 
             def do_GET(self):
                 path, _, query = self.path.partition("?")
+                if RECORDING.match(path):
+                    return self._recording("GET", *RECORDING.match(path).groups())
                 if CALLS.match(path) or CALL.match(path):
                     return self._read_calls(path, query)
                 match = PATH.match(path)
@@ -228,6 +263,49 @@ class TwilioStandin:
                 self._json(200, {"messages": [_resource(m) for m in found], "page": 0, "page_size": 50,
                                  "start": 0, "end": max(0, len(found) - 1), "uri": path,
                                  "first_page_uri": path, "next_page_uri": None, "previous_page_uri": None})
+
+            def do_DELETE(self):
+                match = RECORDING.match(self.path.partition("?")[0])
+                if not match:
+                    return self._json(404, {"code": 20404, "message": "not found", "status": 404})
+                return self._recording("DELETE", *match.groups())
+
+            def _recording(self, method: str, account_sid: str, sid: str, extension: str):
+                with standin.lock:
+                    kept = standin.recordings.get(sid)
+                if kept is None or kept[0] != account_sid:
+                    return self._json(404, {"code": 20404, "message": "not found", "status": 404})
+                if self.headers.get("Authorization") != _basic(account_sid, kept[1]):
+                    return self._json(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                if method == "DELETE":
+                    if extension != "json":
+                        return self._json(404, {"code": 20404, "message": "not found", "status": 404})
+                    with standin.lock:
+                        failure = standin.recording_delete_failures.pop(0) if standin.recording_delete_failures \
+                            else None
+                        if failure is None:
+                            del standin.recordings[sid]
+                            standin.deleted_recordings.append(sid)
+                    if failure is not None:
+                        return self._json(failure, {"code": 20500, "message": "error", "status": failure})
+                    self.send_response(204)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if extension == "json":
+                    return self._json(200, {"sid": sid, "account_sid": account_sid, "status": "completed"})
+                with standin.lock:
+                    standin.recording_fetches.append(sid)
+                    failure = standin.recording_fetch_failures.pop(0) if standin.recording_fetch_failures else None
+                if failure is not None:
+                    return self._json(failure, {"code": 20404 if failure == 404 else 20500,
+                                                "message": "error", "status": failure})
+                audio = kept[2]
+                self.send_response(200)
+                self.send_header("Content-Type", "audio/x-wav" if extension == "wav" else "audio/mpeg")
+                self.send_header("Content-Length", str(len(audio)))
+                self.end_headers()
+                self.wfile.write(audio)
 
             def _create_call(self, account_sid: str):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -304,6 +382,10 @@ def _resource(sent: SentMessage) -> dict:
             "api_version": "2010-04-01", "price": None, "price_unit": "USD", "error_code": None,
             "error_message": None, "date_created": when, "date_updated": when, "date_sent": None,
             "uri": f"/2010-04-01/Accounts/{sent.account_sid}/Messages/{sent.sid}.json", "subresource_uris": {}}
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _rfc2822(when: datetime) -> str:
