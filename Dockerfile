@@ -38,6 +38,8 @@ RUN pip install --no-deps -e . \
 # SPOOL_DIR: inbound messages wait here while PostgreSQL is down (a volume shared by web
 # and worker in compose.yaml; a new named volume takes this folder's owner).
 ENV SPOOL_DIR=/var/spool/alerte
+# Callers' recordings, encrypted (service/recordings.py): the worker writes, web reads.
+ENV RECORDINGS_DIR=/var/lib/alerte/recordings
 
 # Voice prompts: placeholders are made here, from the catalogs in the image (the running
 # app only reads them; a catalog change is a new image). Operators' uploads go to
@@ -49,7 +51,8 @@ ENV PROMPT_CACHE_DIR=/var/cache/alerte/prompts \
 RUN ALERTE_ENV=development alerte prompts placeholders \
  && install -d -o alerte -m 0755 "$PROMPT_RECORDINGS_DIR" \
  && (cd locales && find . -path './*/voice/*' -type f -exec cp --parents -t "$PROMPT_RECORDINGS_DIR" {} +) \
- && chown -R alerte "$PROMPT_RECORDINGS_DIR"
+ && chown -R alerte "$PROMPT_RECORDINGS_DIR" \
+ && install -d -o alerte -m 0700 "$RECORDINGS_DIR"
 
 USER alerte
 EXPOSE 8000 5055

@@ -453,3 +453,59 @@ def test_a_call_back_answered_runs_the_same_menu(db, phone, app):
     assert call.direction == "callback" and call.callback_id == request_id and call.line == BEEP_LINE
     assert call.reporter_id == request.reporter_id
     assert db.get(CallbackRequest, request_id, populate_existing=True).status == "answered"
+
+
+# --- Somleng, and <Say> ---------------------------------------------------------------------
+
+SOMLENG_SID = "AC" + "5" * 32
+SOMLENG_TOKEN = "somleng-auth-token"
+SOMLENG_LINE = "+243810000100"
+
+
+@pytest.fixture
+def somleng_app(app_config, twilio_standin):
+    import json
+
+    from service.app import create_app
+    from tests.conftest import AUTH_TOKEN, _empty_tables
+    entries = [
+        {"name": "twilio", "kind": "twilio", "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN,
+         "from": "+243990000000", "api_base": twilio_standin.url, "say_languages": {"fr": "fr-FR"}},
+        {"name": "somleng", "kind": "somleng", "account_sid": SOMLENG_SID, "auth_token": SOMLENG_TOKEN,
+         "from": SOMLENG_LINE, "api_base": twilio_standin.url},
+    ]
+    app = create_app({**app_config, "CHANNELS": json.dumps(entries)})
+    _empty_tables(app)
+    yield app
+    app.extensions["db"].sessions.remove()
+    app.extensions["db"].engine.dispose()
+
+
+def test_somleng_runs_the_same_line_at_its_own_paths_with_its_own_token(somleng_app):
+    from twilio.request_validator import RequestValidator
+    client = somleng_app.test_client()
+    p = Phone(client, RequestValidator(SOMLENG_TOKEN).compute_signature, line=SOMLENG_LINE)
+    twilio_signed = Phone(client, RequestValidator("test-auth-token").compute_signature, line=SOMLENG_LINE)
+    twilio_signed.sid = p.sid
+    assert twilio_signed.post(f"{PUBLIC_BASE_URL}/webhooks/somleng/voice").status_code == 403
+    doc = document(p.post(f"{PUBLIC_BASE_URL}/webhooks/somleng/voice", CallStatus="ringing"))
+    assert doc.find("Gather").get("action").startswith(f"{PUBLIC_BASE_URL}/webhooks/somleng/voice/step/language")
+    p.doc = doc
+    p.press("3")
+    assert p.languages() == {"ln"} and "voice.ask_category" in p.heard()
+    with somleng_app.app_context():
+        from service.db import get_session
+        call = get_session().scalar(select(Call).where(Call.call_sid == p.sid))
+        assert call.provider == "somleng" and call.line == SOMLENG_LINE
+
+
+def test_say_is_used_only_for_a_language_the_provider_speaks_and_a_prompt_without_audio(somleng_app, tmp_path):
+    somleng_app.config["PROMPT_CACHE_DIR"] = str(tmp_path / "empty")  # no audio at all
+    from tests.conftest import AUTH_TOKEN
+    from twilio.request_validator import RequestValidator
+    p = Phone(somleng_app.test_client(), RequestValidator(AUTH_TOKEN).compute_signature)
+    doc = p.dial()
+    says = [(s.get("language"), s.text) for s in doc.iter("Say")]
+    assert says and {lang for lang, _ in says} == {"fr-FR"}  # French only: Swahili and Lingala stay silent
+    assert says[0][1] == voice.prompt_text("voice.language", "fr")
+    assert doc.find("Play") is None and doc.find("Gather") is not None
