@@ -58,6 +58,8 @@ PLURAL_FORMS = {
 COMMENT_SMS = "SMS: keep under 160 characters after filling placeholders; keep {placeholders} as they are"
 COMMENT_LABEL = "menu label: one or two words"
 COMMENT_VALUE = "value inside a summary: one or two words"
+COMMENT_VOICE = ("voice line: spoken to the caller (an operator's recording, else espeak-ng reads it); "
+                 "short spoken sentences, no placeholders: values are played as separate pieces")
 # A translator comment starting with this marks a text a native speaker has to confirm.
 REVIEW = "review:"
 
@@ -109,6 +111,8 @@ def comments(msg_id: str) -> list[str]:
         out = [COMMENT_LABEL]
     elif msg_id.startswith("value."):
         out = [COMMENT_VALUE]
+    elif msg_id.startswith("voice."):
+        out = [COMMENT_VOICE]
     else:
         out = [COMMENT_SMS]
     if msg_id in NOTES:
