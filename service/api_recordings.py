@@ -15,6 +15,7 @@ from service import alerts, recordings
 from service.api import require_token
 from service.callbacks import voice_channels
 from service.db import get_session
+from service.inbox import DATABASE_DOWN
 from service.models import Alert, Recording
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,17 @@ def recording_status(name: str):
     form = request.form
     if not form.get("RecordingSid") or not form.get("RecordingStatus"):
         return Response("RecordingSid and RecordingStatus are required\n", status=400, mimetype="text/plain")
+    session = get_session()
     try:
-        recordings.completed(get_session(), current_app.extensions["redis"], name, form["RecordingSid"],
+        recordings.completed(session, current_app.extensions["redis"], name, form["RecordingSid"],
                              form.get("RecordingUrl"), form["RecordingStatus"], form.get("RecordingDuration"),
                              form.get("CallSid"), request.args.get("kind"))
     except ValueError as exc:
         return Response(f"{exc}\n", status=400, mimetype="text/plain")
+    except DATABASE_DOWN as exc:  # kept on disk; the sweep applies it once the database is back
+        session.rollback()
+        log.error("recording callback spooled: the database is down (%s)", type(exc).__name__)
+        recordings.spool_callback(current_app.config, name, form, request.args.get("kind"))
     return Response(status=204)
 
 

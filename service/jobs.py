@@ -14,7 +14,8 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from bot.flow import alert_flow
-from service import alerts, broadcast_sending, callbacks, inbox, locks, outbox, priority, queue, recordings, reporters
+from service import (alerts, broadcast_sending, callbacks, inbox, locks, outbox, priority, queue, recordings, reporters,
+                     voice_calls)
 from service.app import create_app
 from service.models import Message, utcnow
 
@@ -106,12 +107,15 @@ def sweep() -> dict:
         priority.tidy(svc.redis)
         callback_counts = callbacks.sweep(svc)
         recording_counts = recordings.sweep(svc)
+        dropped_calls = voice_calls.sweep(svc)
     report = {"spooled": spooled, "reporters": len(reporter_ids), "sends": len(sends),
               "recovered": recovered, "abandoned": abandoned, "purged": purged, "broadcasts": broadcast_counts}
     if any(callback_counts.values()):  # named when it did something
         report["callbacks"] = callback_counts
     if any(recording_counts.values()):
         report["recordings"] = recording_counts
+    if dropped_calls:
+        report["dropped_calls"] = dropped_calls
     return report
 
 

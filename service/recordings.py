@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -40,7 +41,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
-from service import queue
+from service import queue, spool
 from service.channels import twilio_calls
 from service.channels.twilio import API
 from service.models import Call, Recording, utcnow
@@ -106,8 +107,50 @@ def completed(session: Session, redis_connection, provider: str, recording_sid: 
         session.refresh(row)
     elif status != "in-progress":
         log.warning("recording %s: unknown recording status %r", row.id, status[:32])
+    if row.kind == "fallback" and status == "completed":
+        from service import voice_calls  # the call's side: a fallback recording is a report
+        voice_calls.adopt_fallback(session, row)
     log.info("recording %s (%s): callback %s, now %s", row.id, row.kind, status[:32], row.status)
     return row
+
+
+# --- callbacks kept on disk while the database is down ----------------------------------
+
+SPOOL_FOLDER = "recordings"  # under SPOOL_DIR, beside the spooled messages
+CALLBACK_FIELDS = ("RecordingSid", "RecordingUrl", "RecordingStatus", "RecordingDuration", "CallSid")
+
+
+def spool_callback(config: Mapping, provider: str, form: Mapping, kind: str | None) -> Path:
+    """Keep a recording callback the database could not take (providers do not retry it:
+    without this the recording would stay at the provider, unknown here). No number in it."""
+    record = {"provider": provider, "kind": kind, **{k: form.get(k) for k in CALLBACK_FIELDS}}
+    return spool.write_record(Path(config["SPOOL_DIR"]) / SPOOL_FOLDER, f"{provider}:{form.get('RecordingSid')}",
+                              record)
+
+
+def import_spooled(svc, limit: int = 200) -> int:
+    """Apply the spooled recording callbacks (idempotent: `completed` is); a file goes once applied."""
+    done = 0
+    for path in spool.pending(Path(svc.config["SPOOL_DIR"]) / SPOOL_FOLDER, limit):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            log.error("spooled recording callback %s unreadable, set aside as .bad: %s", path.name, exc)
+            path.replace(path.with_suffix(".bad"))
+            continue
+        try:
+            completed(svc.session, svc.redis, record["provider"], record["RecordingSid"], record.get("RecordingUrl"),
+                      record.get("RecordingStatus"), record.get("RecordingDuration"), record.get("CallSid"),
+                      record.get("kind"))
+        except (KeyError, ValueError) as exc:
+            log.error("spooled recording callback %s invalid, set aside as .bad: %s", path.name, exc)
+            path.replace(path.with_suffix(".bad"))
+            continue
+        spool.remove(path)
+        done += 1
+    return done
 
 
 def _get_or_create(session: Session, provider: str, recording_sid: str, kind: str) -> Recording:
@@ -389,7 +432,7 @@ def sweep(svc) -> dict:
     """Recordings that fell through: available with no job waiting (a worker killed
     mid-fetch, Redis lost the job), stored but not yet deleted at the provider."""
     session = svc.session
-    before, counts = utcnow() - SETTLED, {"queued": 0, "deleted": 0}
+    before, counts = utcnow() - SETTLED, {"queued": 0, "deleted": 0, "spooled": import_spooled(svc)}
     for recording_id in session.scalars(select(Recording.id).where(
             Recording.status == "available", Recording.created_at < before)).all():
         if not queue.recording_waiting(svc.redis, recording_id):

@@ -25,14 +25,20 @@ SUFFIX = ".json"
 
 def write(directory: str | Path, identity: Identity, provider: str, inbound: InboundMessage) -> Path:
     """Keep one inbound message durably; raises OSError if even the disk fails."""
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    name = hashlib.sha256(f"{provider}:{inbound.provider_id}".encode()).hexdigest()[:32]
-    path = folder / (name + SUFFIX)
     record = {"provider": provider, "provider_id": inbound.provider_id,
               "sender": identity.encrypt(inbound.sender), "recipient": inbound.recipient,
               "body": inbound.body, "received_at": inbound.received_at.isoformat(),
               "reply_context": inbound.reply_context or {}}  # what a reply must carry back (no number)
+    return write_record(directory, f"{provider}:{inbound.provider_id}", record)
+
+
+def write_record(directory: str | Path, identifier: str, record: dict) -> Path:
+    """Keep one JSON record durably under a name derived from `identifier` (the same
+    identifier overwrites: a repeat is one file); raises OSError if the disk fails."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(identifier.encode()).hexdigest()[:32]
+    path = folder / (name + SUFFIX)
     temporary = folder / (name + ".tmp")
     with temporary.open("w", encoding="utf-8") as handle:
         json.dump(record, handle, ensure_ascii=False)

@@ -76,7 +76,8 @@ def targets(channel, name: str, turn: int, language: str | None = None) -> Targe
     row cannot be read) still speaks the caller's language."""
     base = channel.public_base_url + base_path(channel)
     action = f"{base}/step/{name}?turn={turn}" + (f"&lang={language}" if language else "")
-    return Targets(action=action, silence=action + "&silence=1", recording_callback=f"{base}/recording")
+    kind = name if name in ("place-name", FALLBACK) else "message"  # what a recording made here is
+    return Targets(action=action, silence=action + "&silence=1", recording_callback=f"{base}/recording?kind={kind}")
 
 
 # --- the webhooks ---------------------------------------------------------------------------
@@ -126,6 +127,30 @@ def ended(svc, provider: str, call_sid: str, status: str | None) -> Call | None:
         callbacks.request_callback(session, svc.redis, reporter, call.line, "hung_up",
                                    identity=svc.identity, channels=svc.channels, config=svc.config)
     return call
+
+
+def adopt_fallback(session: Session, recording: Recording) -> Alert:
+    """A fallback recording is a report, even one the call's own webhooks could not store
+    (the database was down): its call's alert (with what the keys captured before), or a
+    new one, becomes "new" with the recording. Idempotent."""
+    call = session.get(Call, recording.call_id) if recording.call_id else None
+    key = call.draft_key if call is not None else f"voice:{recording.provider}:rec:{recording.recording_sid}"
+    alert = session.get(Alert, recording.alert_id) if recording.alert_id else \
+        session.scalar(select(Alert).where(Alert.draft_key == key))
+    if alert is None:
+        reporter_key = session.scalar(select(Reporter.key).where(Reporter.id == call.reporter_id)) \
+            if call is not None and call.reporter_id else None
+        alert = alerts.save_draft(session, key, reporter_key,
+                                  alerts.DraftFields(language=call.language if call else None, channel="voice"))
+    recording.alert_id = recording.alert_id or alert.id
+    if call is not None:
+        call.alert_id = call.alert_id or alert.id
+        if call.status in ACTIVE or call.status == "dropped":
+            call.status, call.ended_at = "submitted", call.ended_at or utcnow()
+    if alert.status in ("draft", "incomplete"):
+        alerts.submit(session, alert.draft_key)
+    session.commit()
+    return alert
 
 
 def sweep(svc) -> int:

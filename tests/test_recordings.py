@@ -299,12 +299,12 @@ def test_a_failed_deletion_keeps_the_copy_and_the_sweep_deletes_it_later(svc, ap
     assert row.status == "stored" and row.provider_deleted_at is None and row.provider_url is not None
     assert sid(1) in twilio_standin.recordings and twilio_standin.deleted_recordings == []
     assert recordings.read_audio(app.config, row) == AUDIO
-    assert recordings.sweep(svc) == {"queued": 0, "deleted": 0}  # too recent: its job may still delete it
+    assert recordings.sweep(svc) == {"queued": 0, "deleted": 0, "spooled": 0}  # too recent: its job may still delete it
     svc.session.execute(update(Recording).where(Recording.id == row.id)
                         .values(stored_at=utcnow() - timedelta(minutes=5)))
     svc.session.commit()
     report = jobs.sweep()
-    assert report["recordings"] == {"queued": 0, "deleted": 1}
+    assert report["recordings"] == {"queued": 0, "deleted": 1, "spooled": 0}
     assert twilio_standin.deleted_recordings == [sid(1)]
     row = row_of(svc, sid(1))
     assert row.provider_deleted_at is not None and row.provider_url is None

@@ -13,6 +13,7 @@ import uuid
 import wave
 import xml.etree.ElementTree as ET
 from io import BytesIO
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -105,7 +106,7 @@ class Phone:
     def record(self, seconds: int = 6) -> str:
         record = self.doc.find("Record")
         assert record is not None, ET.tostring(self.doc)
-        assert record.get("recordingStatusCallback") == f"{PUBLIC_BASE_URL}/webhooks/twilio/voice/recording"
+        assert record.get("recordingStatusCallback").startswith(f"{PUBLIC_BASE_URL}/webhooks/twilio/voice/recording?kind=")
         sid = f"RE{uuid.uuid4().hex}"
         url = f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
         self.doc = document(self.post(record.get("action"), RecordingSid=sid, RecordingUrl=url,
@@ -401,7 +402,7 @@ def test_a_step_for_a_call_never_stored_still_records_the_fallback(db, phone):
         voice.fallback_record(None), voice_calls.Targets(
             f"{PUBLIC_BASE_URL}/webhooks/twilio/voice/step/fallback?turn=0",
             f"{PUBLIC_BASE_URL}/webhooks/twilio/voice/step/fallback?turn=0&silence=1",
-            f"{PUBLIC_BASE_URL}/webhooks/twilio/voice/recording"), lambda piece: None))
+            f"{PUBLIC_BASE_URL}/webhooks/twilio/voice/recording?kind=fallback"), lambda piece: None))
     sid = p.record(40)
     assert p.ended
     recording = db.scalar(select(Recording).where(Recording.recording_sid == sid))
@@ -509,3 +510,102 @@ def test_say_is_used_only_for_a_language_the_provider_speaks_and_a_prompt_withou
     assert says and {lang for lang, _ in says} == {"fr-FR"}  # French only: Swahili and Lingala stay silent
     assert says[0][1] == voice.prompt_text("voice.language", "fr")
     assert doc.find("Play") is None and doc.find("Gather") is not None
+
+
+# --- recordings: the provider's callback, the fetch, the alerts API ---------------------------
+
+def test_a_voice_report_in_the_alerts_api_with_its_recordings_fetched_and_removed_at_the_provider(
+        db, phone, app, client, sign, twilio_standin):
+    from service import recordings
+    from service.inbox import Services
+    audio = {}
+    p = phone()
+    p.dial()
+    for keys in ("2", "4"):  # Swahili, abduction
+        p.press(keys)
+    while p.doc.find("Record") is None:  # province, territory: the first key of each menu
+        p.press("1")
+    place_sid = p.record(3)
+    p.press("1")  # now
+    p.press("2#")  # two taken
+    message_sid = p.record(25)
+    summary = p.doc
+    p.press("1")
+    assert p.ended
+    # the provider's copy is played back in the summary until it is fetched
+    played = [e.text for e in summary.iter("Play") if "/Recordings/" in e.text]
+    assert played == [f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{place_sid}"]
+
+    for sid, kind in ((place_sid, "place-name"), (message_sid, "message")):
+        audio[sid] = _silent_wav() + sid.encode()
+        url = twilio_standin.add_recording(sid, audio[sid])
+        callback = f"{PUBLIC_BASE_URL}/webhooks/twilio/voice/recording?kind={kind}"
+        params = {"CallSid": p.sid, "AccountSid": ACCOUNT_SID, "RecordingSid": sid, "RecordingUrl": url,
+                  "RecordingStatus": "completed", "RecordingDuration": "3"}
+        assert client.post(callback[len(PUBLIC_BASE_URL):], data=params,
+                           headers={"X-Twilio-Signature": sign(callback, params)}).status_code == 204
+    with app.app_context():
+        svc = Services.current()
+        for row in svc.session.scalars(select(Recording).order_by(Recording.id)).all():
+            assert recordings.fetch(svc, row.id) == "stored"
+    assert sorted(twilio_standin.deleted_recordings) == sorted(audio)
+
+    headers = {"Authorization": "Bearer test-api-token"}
+    listed = client.get("/api/v1/alerts?limit=10", headers=headers).get_json()
+    [alert] = [a for a in listed["alerts"] if a["channel"] == "voice"]
+    assert alert["status"] == "new" and alert["category"] == "ABDUCTION" and alert["language"] == "sw"
+    assert alert["people_affected"] == 2
+    assert {r["kind"] for r in alert["recordings"]} == {"place-name", "message"}
+    assert REPORTER not in str(listed) and "api.twilio.com" not in str(listed)
+    for r in alert["recordings"]:
+        got = client.get(r["url"], headers=headers)
+        assert got.status_code == 200 and got.data in audio.values()
+        assert client.get(r["url"]).status_code == 401
+    # a caller's recording on disk is not the audio
+    stored = list((Path(app.config["RECORDINGS_DIR"])).glob("*.bin"))
+    assert len(stored) == 2 and all(f.read_bytes() not in audio.values() and b"RIFF" not in f.read_bytes()
+                                    for f in stored)
+
+
+def test_a_fallback_recording_known_only_from_a_spooled_callback_becomes_a_report(db, phone, app, client, sign,
+                                                                                  twilio_standin, monkeypatch):
+    """The database was down for the fallback's <Record> action and for the recording
+    callback: the callback was kept on disk; the sweep applies it and the call's partial
+    alert becomes a report with the recording."""
+    from sqlalchemy.exc import OperationalError
+
+    from service import jobs, recordings
+    p = phone()
+    p.dial()
+    for keys in ("1", "3", "2"):  # French, clash, North Kivu
+        p.press(keys)
+    record_url = p.doc.find("Gather").get("action")
+    down = OperationalError("SELECT 1", {}, Exception("the database is down"))
+
+    def refuse(*args, **kwargs):
+        raise down
+    monkeypatch.setattr(voice_calls, "_find", refuse)  # every later step: no database
+    monkeypatch.setattr(recordings, "_get_or_create", refuse)
+    p.doc = document(p.post(record_url, Digits="1"))
+    assert p.heard() == ["voice.fallback"] and p.languages() == {"fr"}
+    sid = p.record(70)
+    assert p.ended and "voice.fallback_thanks" in p.heard()
+    url = twilio_standin.add_recording(sid, _silent_wav())
+    callback = p.doc is not None and f"{PUBLIC_BASE_URL}/webhooks/twilio/voice/recording?kind=fallback"
+    params = {"CallSid": p.sid, "AccountSid": ACCOUNT_SID, "RecordingSid": sid, "RecordingUrl": url,
+              "RecordingStatus": "completed", "RecordingDuration": "70"}
+    assert client.post(callback[len(PUBLIC_BASE_URL):], data=params,
+                       headers={"X-Twilio-Signature": sign(callback, params)}).status_code == 204
+    assert db.scalar(select(func.count()).select_from(Recording)) == 0
+    assert len(list((Path(app.config["SPOOL_DIR"]) / "recordings").glob("*.json"))) == 1
+    monkeypatch.undo()
+
+    with app.app_context():
+        report = jobs.sweep()
+    assert report["recordings"]["spooled"] == 1
+    assert not list((Path(app.config["SPOOL_DIR"]) / "recordings").glob("*.json"))
+    recording = db.scalar(select(Recording).where(Recording.recording_sid == sid))
+    alert = alert_of(db, p)
+    assert recording.kind == "fallback" and recording.alert_id == alert.id
+    assert alert.status == "new" and alert.category == "CLASH" and alert.place.key == "CD61"
+    assert call_row(db, p).status == "submitted"
