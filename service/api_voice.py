@@ -20,7 +20,7 @@ from bot.languages import LANGUAGES
 from service import callbacks, voice_calls
 from service.channels import twilio_voice
 from service.channels.base import BadRequest
-from service.inbox import Services
+from service.inbox import DATABASE_DOWN, Services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__)
@@ -77,7 +77,12 @@ def status(name: str):
     event, bad = _parsed()
     if bad:
         return bad
-    voice_calls.ended(Services.current(), name, event.call_sid, event.status)
+    svc = Services.current()
+    try:
+        voice_calls.ended(svc, name, event.call_sid, event.status)
+    except DATABASE_DOWN as exc:  # the sweep closes the call after VOICE_CALL_IDLE; its draft is kept
+        svc.session.rollback()
+        log.error("voice %s: call status not recorded, the database is down (%s)", name, type(exc).__name__)
     return Response(status=204)
 
 
