@@ -609,3 +609,23 @@ def test_a_fallback_recording_known_only_from_a_spooled_callback_becomes_a_repor
     assert recording.kind == "fallback" and recording.alert_id == alert.id
     assert alert.status == "new" and alert.category == "CLASH" and alert.place.key == "CD61"
     assert call_row(db, p).status == "submitted"
+
+
+@pytest.mark.parametrize("keys", ["\x00\x1b", "12345678901234567890" * 50, "😀", "<Say>x</Say>"])
+def test_garbage_keys_get_not_understood_and_the_same_menu(db, phone, keys):
+    p = phone()
+    p.dial()
+    p.press("1")
+    p.press("1")
+    menu = p.heard()
+    p.press(keys)
+    assert p.heard() == ["not_understood"] + menu
+    steps = db.scalars(select(CallStep).join(Call).where(Call.call_sid == p.sid).order_by(CallStep.id)).all()
+    assert len(steps[-1].event["digits"]) <= 16
+
+
+def test_a_bad_turn_is_a_bad_request(phone):
+    p = phone()
+    p.dial()
+    action = p.doc.find("Gather").get("action")
+    assert p.post(action.replace("turn=0", "turn=x"), Digits="1").status_code == 400
