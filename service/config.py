@@ -85,6 +85,7 @@ DEFAULTS: dict[str, object] = {
     "VOICE_STEP_BUDGET": 4.0,  # s a keypress webhook may take before the call goes to recording the report
     "VOICE_CALL_IDLE": 900,  # s without a webhook after which the sweep takes a call as dropped
     "RECORDINGS_DIR": str(VAR / "recordings"),  # callers' recordings, encrypted (keep it on a volume)
+    "RECORDING_ENCRYPTION_KEY": None,  # Fernet key(s), comma-separated, newest first; else derived from SECRET_KEY
     "RECORDING_FETCH_ATTEMPTS": 6,  # tries to fetch a recording from the provider before it is "failed"
     "RECORDING_URL_TTL": 3600,  # s a signed URL of a caller's recording (played back to them) stays valid
     "MAX_CONTENT_LENGTH": 64 * 1024,

@@ -6,6 +6,7 @@ the Host is ours to forge. The REST base can point at a local stand-in for tests
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import requests
@@ -37,6 +38,34 @@ def _never_connected(exc: Exception) -> bool:
         return True
     text = repr(exc)
     return "NewConnectionError" in text or "Connection refused" in text
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed call to Twilio's API means, for sends and calls alike. `unknown`: the
+    request may have been taken (the answer was lost); `throttled`: HTTP 429."""
+
+    code: str | None
+    retryable: bool
+    message: str
+    unknown: bool = False
+    throttled: bool = False
+    status: int | None = None
+
+
+def failure(exc: Exception, prefix: str) -> Failure | None:
+    """The meaning of an exception of the twilio client (None: not one of its failures)."""
+    if isinstance(exc, TwilioRestException):  # Twilio answered: nothing was created
+        code = str(exc.code) if exc.code else None
+        return Failure(code, exc.status >= 500 or exc.status == 429, f"{prefix}: HTTP {exc.status} code {code}",
+                       throttled=exc.status == 429, status=exc.status)
+    if isinstance(exc, (requests.ConnectTimeout, requests.ConnectionError)):
+        if _never_connected(exc):
+            return Failure(None, True, f"{prefix}: {type(exc).__name__}")
+        return Failure(None, True, f"{prefix}: {type(exc).__name__} after sending", unknown=True)
+    if isinstance(exc, (TwilioException, requests.RequestException)):  # read timeout, cut answer
+        return Failure(None, True, f"{prefix}: {type(exc).__name__}", unknown=True)
+    return None
 
 
 class BaseUrlHttpClient(TwilioHttpClient):
@@ -128,18 +157,10 @@ class TwilioChannel(Channel):
             params["status_callback"] = callback
         try:
             return self.client.messages.create(**params).sid
-        except TwilioRestException as exc:  # Twilio answered: the message was not created
-            code = str(exc.code) if exc.code else None
-            retryable = exc.status >= 500 or exc.status == 429
-            raise SendError(code or exc.status, retryable, f"twilio: HTTP {exc.status} code {code}",
-                            opted_out=code in OPTED_OUT, invalid_number=code in INVALID_NUMBER,
-                            throttled=exc.status == 429) from None
-        except (requests.ConnectTimeout, requests.ConnectionError) as exc:
-            if _never_connected(exc):
-                raise SendError(None, True, f"twilio: {type(exc).__name__}") from None
-            raise SendError(None, True, f"twilio: {type(exc).__name__} after sending", unknown=True) from None
-        except (TwilioException, requests.RequestException) as exc:  # read timeout, cut answer
-            raise SendError(None, True, f"twilio: {type(exc).__name__}", unknown=True) from None
+        except (TwilioException, requests.RequestException) as exc:
+            f = failure(exc, "twilio")
+            raise SendError(f.code or f.status, f.retryable, f.message, unknown=f.unknown, throttled=f.throttled,
+                            opted_out=f.code in OPTED_OUT, invalid_number=f.code in INVALID_NUMBER) from None
 
     def find_sent(self, to: str, body: str, since: datetime) -> str | None:
         """Twilio keeps every message: search the latest ones to this number for this body."""

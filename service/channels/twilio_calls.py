@@ -16,7 +16,7 @@ from flask import Request
 from twilio.base.exceptions import TwilioException, TwilioRestException
 
 from service.channels.base import BadRequest
-from service.channels.twilio import TwilioChannel, _never_connected
+from service.channels.twilio import TwilioChannel, failure
 
 # the provider's call statuses onto ours: still going, answered, over unanswered, canceled
 STATUSES = {"queued": "progress", "initiated": "progress", "ringing": "progress",
@@ -69,17 +69,10 @@ class Dialer:
                                             status_callback=status_callback, status_callback_method="POST",
                                             status_callback_event=["answered", "completed"],
                                             timeout=ring_timeout).sid
-        except TwilioRestException as exc:  # answered: the call was not created
-            code = str(exc.code) if exc.code else str(exc.status)
-            throttled = exc.status == 429
-            raise CallError(code, exc.status >= 500 or throttled, f"calls: HTTP {exc.status} code {code}",
-                            throttled=throttled) from None
-        except (requests.ConnectTimeout, requests.ConnectionError) as exc:
-            if _never_connected(exc):
-                raise CallError(None, True, f"calls: {type(exc).__name__}") from None
-            raise CallError(None, True, f"calls: {type(exc).__name__} after sending", unknown=True) from None
-        except (TwilioException, requests.RequestException) as exc:  # read timeout, cut answer
-            raise CallError(None, True, f"calls: {type(exc).__name__}", unknown=True) from None
+        except (TwilioException, requests.RequestException) as exc:
+            f = failure(exc, "calls")
+            raise CallError(f.code or (str(f.status) if f.status else None), f.retryable, f.message,
+                            unknown=f.unknown, throttled=f.throttled) from None
 
     def find(self, to: str, line: str, since: datetime) -> tuple[str, str] | None:
         """The (id, status) of the latest call to `to` from `line` created after `since`."""
