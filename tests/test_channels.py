@@ -134,3 +134,19 @@ def test_no_provider_detail_outside_its_channel_module():
             if PROVIDER_WORDS.search(line):
                 offenders.append(f"{rel}:{n}: {line.strip()}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("variable", [None, "HTTPS_PROXY", "REQUESTS_CA_BUNDLE"])
+def test_the_twilio_client_reads_the_environment_only_when_it_says_something(monkeypatch, variable):
+    """requests' environment lookups cost a fifth of a send; a proxy or CA bundle set there
+    must still be honoured."""
+    from service.channels import twilio_default
+    from service.channels.twilio import ENVIRONMENT_SETTINGS, TwilioChannel
+    for name in ENVIRONMENT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    if variable:
+        monkeypatch.setenv(variable, "http://proxy.example.org:3128" if "PROXY" in variable else "/etc/ssl/ca.pem")
+    config = {"TWILIO_ACCOUNT_SID": "AC" + "0" * 31 + "1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM": "+243990000000",
+              "PUBLIC_BASE_URL": "https://alerte.example.org", "TWILIO_API_BASE": None}
+    channel = TwilioChannel(twilio_default(config), config)
+    assert channel.client.http_client.session.trust_env is (variable is not None)

@@ -6,6 +6,7 @@ the Host is ours to forge. The REST base can point at a local stand-in for tests
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -23,6 +24,8 @@ from service.config import DEV_TWILIO_ACCOUNT_SID, DEV_TWILIO_FROM, DEV_VALUES
 from service.privacy import InvalidNumber, normalise
 
 API = "https://api.twilio.com"
+ENVIRONMENT_SETTINGS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+                        "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC")
 # Twilio's error codes: the person sent STOP to the carrier; not a mobile number / invalid
 OPTED_OUT = {"21610"}
 INVALID_NUMBER = {"21614", "21211", "21612", "21408", "21217", "30006"}
@@ -98,6 +101,10 @@ class TwilioChannel(Channel):
             raise ValueError("from or messaging_service_sid is required")
         http = BaseUrlHttpClient(settings["api_base"], timeout=15) if settings.get("api_base") \
             else TwilioHttpClient(timeout=15)
+        if http.session is not None and not any(os.environ.get(v) for v in ENVIRONMENT_SETTINGS):
+            # requests reads proxies, .netrc and CA bundles from the environment on every
+            # request: a fifth of each send's CPU. Nothing there to read: skip it.
+            http.session.trust_env = False
         self.client = Client(settings["account_sid"], settings["auth_token"], http_client=http)
 
     def verify(self, request: Request) -> bool:
