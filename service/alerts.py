@@ -46,9 +46,9 @@ def ensure_place(session: Session, record: PlaceRecord) -> Place:
                       admin1_pcode=record.admin1_pcode, admin1_name=record.admin1_name,
                       admin2_pcode=record.admin2_pcode, admin2_name=record.admin2_name,
                       lat=record.lat, lon=record.lon, source=record.source)
-        session.add(place)
         try:
-            with session.begin_nested():
+            with session.begin_nested():  # the add inside: a lost race leaves the session usable
+                session.add(place)
                 session.flush()
         except IntegrityError:
             place = session.scalar(select(Place).where(Place.key == record.key))

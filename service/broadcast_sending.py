@@ -236,7 +236,7 @@ def _send_chunk(svc, broadcast: Broadcast, channel, until: float) -> str:
     GAVE_WAY (a reply job waits for this worker: the rest of the chunk was put back)."""
     session = svc.session
     replies = queue.QUEUE if svc.config.get("WORKER_TAKES_REPLIES") else None  # set by the worker
-    give_way = priority.GiveWay(svc.redis, replies, svc.config["BROADCAST_GIVE_WAY"])
+    give_way = priority.GiveWay(svc.redis, replies, svc.config["BROADCAST_GIVE_WAY"], poll=priority.POLL)
     if not give_way():
         return GAVE_WAY
     limit = bucket.for_channel(svc.redis, channel)

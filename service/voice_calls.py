@@ -285,6 +285,10 @@ def _save(svc, channel, call: Call, key: str, happened: dict, following: voice.S
         call.status, call.ended_at = "submitted", utcnow()
     elif following.end and following.step != "done":  # hung up, or silent where it cannot go on
         _close(session, call, "dropped" if following.step == "hangup" else "ended")
+    if following.language and not call.language and call.reporter_id:  # chosen on the keypad: stated,
+        reporter = session.get(Reporter, call.reporter_id)          # so the next call skips the menu
+        if reporter is not None and not reporter.language:
+            reporters.set_language(session, reporter, following.language)
     call.state, call.step, call.turn = following.state, following.step, following.turn
     call.language = following.language or call.language
     call.updated_at = utcnow()

@@ -629,3 +629,43 @@ def test_a_bad_turn_is_a_bad_request(phone):
     p.dial()
     action = p.doc.find("Gather").get("action")
     assert p.post(action.replace("turn=0", "turn=x"), Digits="1").status_code == 400
+
+
+def test_the_language_chosen_on_the_keypad_is_kept_for_the_next_call(db, phone):
+    first = phone()
+    first.dial()
+    first.press("3")  # Lingala
+    first.hang_up()
+    again = phone()
+    again.dial()
+    assert again.heard()[:2] == ["voice.welcome", "voice.keys_help"] and again.languages() == {"ln"}
+
+
+def test_two_first_uses_of_a_place_at_once_make_one_row_and_both_drafts(app, database_url):
+    """Another request inserts the place between this one's look and its insert: the
+    unique key decides, and this request goes on with the winner's row."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serialises writers: the race cannot happen there")
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from service import alerts
+    from service.models import Place
+    record = default_gazetteer().get("CD6103")
+    engine = app.extensions["db"].engine
+    with Session(engine) as session:
+        raced = []
+
+        def rival(session_, context, instances):
+            if raced or not any(isinstance(o, Place) for o in session_.new):
+                return
+            raced.append(True)
+            with Session(engine) as other:
+                alerts.ensure_place(other, record)
+                other.commit()
+        event.listen(session, "before_flush", rival)
+        place = alerts.ensure_place(session, record)
+        draft = alerts.save_draft(session, "voice:twilio:CArace", None, alerts.DraftFields(place=record, channel="voice"))
+        session.commit()
+        assert raced and place.key == "CD6103" and draft.place_id == place.id
+        assert session.scalar(select(func.count()).select_from(Place).where(Place.key == "CD6103")) == 1
