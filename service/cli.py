@@ -25,6 +25,7 @@ EXTERNAL = {
     "smpp": "service.channels.smpp_link:cli",
     "subscribers": "service.subscribers:cli",
     "prompts": "service.prompts:cli",
+    "operators": "service.accounts:cli",
 }
 
 
