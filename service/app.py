@@ -22,7 +22,8 @@ def create_app(config: dict | None = None) -> Flask:
     _init_engine(app)
     webhooks.init_app(app)
     for name in ("service.api", "service.api_subscribers", "service.api_broadcasts", "service.api_prompts",
-                 "service.api_callbacks", "service.api_voice", "service.api_recordings"):
+                 "service.api_callbacks", "service.api_voice", "service.api_recordings", "service.console",
+                 "service.api_console"):
         _register_optional(app, name)
     return app
 

@@ -88,6 +88,11 @@ DEFAULTS: dict[str, object] = {
     "RECORDING_ENCRYPTION_KEY": None,  # Fernet key(s), comma-separated, newest first; else derived from SECRET_KEY
     "RECORDING_FETCH_ATTEMPTS": 6,  # tries to fetch a recording from the provider before it is "failed"
     "RECORDING_URL_TTL": 3600,  # s a signed URL of a caller's recording (played back to them) stays valid
+    # the operator console (service/console/, service/accounts.py)
+    "CONSOLE_LANGUAGE": "fr",  # the console's default language (fr, en); an operator may switch
+    "CONSOLE_SESSION_HOURS": 12,  # an operator's login lasts this long, then the password again
+    "LOGIN_MAX_FAILURES": 5,  # wrong passwords in a row before the account is locked
+    "LOGIN_LOCKOUT": 900,  # s the account stays locked
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
 }
@@ -96,7 +101,7 @@ INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "
         "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE", "PROMPT_UPLOAD_MAX", "PROMPT_URL_TTL",
         "CALLBACK_DELAY", "CALLBACK_WINDOW", "CALLBACK_RATE", "CALLBACK_MAX_ATTEMPTS", "CALLBACK_RETRY_DELAY",
         "CALLBACK_RING_TIMEOUT", "CALLBACK_CLAIM_TIMEOUT", "VOICE_CALL_IDLE", "RECORDING_FETCH_ATTEMPTS",
-        "RECORDING_URL_TTL"}
+        "RECORDING_URL_TTL", "CONSOLE_SESSION_HOURS", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT"}
 FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE",
           "BROADCAST_GIVE_WAY", "VOICE_STEP_BUDGET"}
 
