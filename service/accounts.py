@@ -7,8 +7,8 @@
   only by the roles in RESTRICTED_ROLES (administrator and analyst by default).
 * **Passwords**: argon2id (argon2-cffi's defaults), rehashed when those change; at
   least PASSWORD_MIN characters. Never logged.
-* **Lock-out**: LOGIN_MAX_FAILURES wrong passwords in a row lock the account for
-  LOGIN_LOCKOUT seconds; a right password during the lock is refused too, and a wrong
+* **Lock-out**: LOGIN_MAX_FAILURES wrong passwords in a row (the setting of the same
+  name) lock the account for LOGIN_LOCKOUT seconds; a right password during the lock is refused too, and a wrong
   one for an unknown name costs the same time as for a known one.
 * **First administrator**: `alerte operators create-admin <username>` (the password
   from the terminal, or stdin with --password-stdin).
@@ -82,7 +82,8 @@ def create(session: Session, username: str, password: str, roles, display_name: 
     return operator
 
 
-def authenticate(session: Session, username: str, password: str, now: datetime | None = None) -> Operator | None:
+def authenticate(session: Session, username: str, password: str, now: datetime | None = None, *,
+                 max_failures: int = LOGIN_MAX_FAILURES, lockout: float = LOGIN_LOCKOUT) -> Operator | None:
     """The operator if the password is right and the account open; counts failures. The
     caller commits (the failure count must be kept even when the login is refused)."""
     now = now or utcnow()
@@ -96,8 +97,8 @@ def authenticate(session: Session, username: str, password: str, now: datetime |
         return None
     if not operator.active or not _verify(operator.password_hash, password):
         operator.failed_logins = (operator.failed_logins or 0) + 1
-        if operator.failed_logins >= LOGIN_MAX_FAILURES:
-            operator.locked_until, operator.failed_logins = now + timedelta(seconds=LOGIN_LOCKOUT), 0
+        if operator.failed_logins >= max_failures:
+            operator.locked_until, operator.failed_logins = now + timedelta(seconds=lockout), 0
         return None
     operator.failed_logins, operator.locked_until, operator.last_login_at = 0, None, now
     if _hasher.check_needs_rehash(operator.password_hash):
