@@ -142,6 +142,8 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     submitted_at: Mapped[datetime | None]
+    # the event this report is about (service/incidents.py); set once the report leaves draft
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
 
     place: Mapped[Place | None] = relationship()
 
@@ -410,3 +412,27 @@ class AlertEvent(Base):
     operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"))
     note: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Incident(Base):
+    """One event that several reports describe (service/incidents.py): ten messages about
+    one attack are one line. The counts are recounted from the alerts at every change;
+    ``source_count`` is distinct reporters, so one reporter sending many is one source."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_status_last_at", "status", "last_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category: Mapped[str | None] = mapped_column(String(32), index=True)  # its alerts' most frequent
+    place_id: Mapped[int | None] = mapped_column(ForeignKey("places.id"), index=True)  # its most precise
+    first_at: Mapped[datetime]  # the earliest of its alerts' times (occurred, else submitted)
+    last_at: Mapped[datetime]
+    alert_count: Mapped[int] = mapped_column(Integer, default=0)
+    source_count: Mapped[int] = mapped_column(Integer, default=0)
+    # open (reports may still join) | closed (no more joins; merged ones: merged_into_id)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    place: Mapped[Place | None] = relationship()
