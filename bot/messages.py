@@ -71,6 +71,10 @@ MESSAGES: dict[str, str] = {
     "subscribe_ended": "We could not finish your registration. Send JOIN again later.",
     # broadcasts
     "broadcast_answer_thanks": "Thank you, we received your answer.",
+    # telling the reporter how their report goes (service/notify.py): the reference and
+    # reassurance only, never what the report says (a phone may be seen by others)
+    "triage.acknowledged": "We received your report {reference}. We are looking into it.",
+    "triage.dispatched": "We told those who can help about your report {reference}. Take care of yourself.",
     # CAP 1.2 documents of a broadcast: the event name, the sender, the area sent to everyone
     "cap.event": "Security warning",
     "cap.sender_name": "Community alert line",
