@@ -1,0 +1,145 @@
+"""Logging in and out, who is signed in, and the permission gate of every page."""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from sqlalchemy import select
+from flask_login import LoginManager, current_user, login_required, login_user, logout_user
+
+from service import accounts, audit
+from service.console import bp, i18n
+from service.console.i18n import _
+from service.db import get_session
+from service.models import Operator
+
+login_manager = LoginManager()
+login_manager.session_protection = "basic"  # "strong" would log out an operator whose mobile IP changes
+
+
+class SignedIn:
+    """Flask-Login's user: the operator row, loaded again on every request."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, operator: Operator):
+        self.operator = operator
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.operator.active)
+
+    def get_id(self) -> str:
+        return str(self.operator.id)
+
+
+def init_app(app) -> None:
+    login_manager.init_app(app)
+    app.jinja_env.globals.update(operator=current_operator, can=lambda permission: accounts.can(
+        current_operator(), permission))
+
+
+@login_manager.user_loader
+def _load(operator_id: str):
+    try:
+        operator = get_session().get(Operator, int(operator_id))
+    except ValueError:
+        return None
+    return SignedIn(operator) if operator is not None and operator.active else None
+
+
+@login_manager.unauthorized_handler
+def _to_login():
+    return redirect(url_for("console.login", next=request.full_path.rstrip("?")))
+
+
+def current_operator() -> Operator | None:
+    return current_user.operator if current_user and current_user.is_authenticated else None
+
+
+def requires(permission: str):
+    """A view for signed-in operators who may do `permission` (403 otherwise)."""
+    def decorate(view):
+        @functools.wraps(view)
+        @login_required
+        def guarded(*args, **kwargs):
+            if not accounts.can(current_operator(), permission):
+                abort(403)
+            return view(*args, **kwargs)
+        return guarded
+    return decorate
+
+
+def _local(target: str | None) -> str | None:
+    """Only a path on this site (no open redirect to another host)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target if not urlsplit(target).netloc else None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.method == "POST":
+        db = get_session()
+        username = request.form.get("username", "")
+        config = current_app.config
+        operator = accounts.authenticate(db, username, request.form.get("password", ""),
+                                         max_failures=config["LOGIN_MAX_FAILURES"], lockout=config["LOGIN_LOCKOUT"])
+        if operator is None:
+            known = db.scalar(select(Operator.id).where(Operator.username == username.strip().lower()))
+            # never the name typed (it may be a password typed in the wrong field)
+            audit.record(db, None, "operator.login_failed", "operator", known,
+                         after={"address": request.remote_addr})
+            db.commit()  # the failure count is kept even though the login is refused
+            error = _("Wrong username or password, or the account is locked for a while.")
+        else:
+            audit.record(db, operator, "operator.login", "operator", operator.id,
+                         after={"address": request.remote_addr})
+            db.commit()
+            lang = session.get(i18n.SESSION_KEY)
+            session.clear()  # a new session on login: nothing carried from before
+            if lang:
+                session[i18n.SESSION_KEY] = lang
+            session.permanent = True  # CONSOLE_SESSION_HOURS
+            login_user(SignedIn(operator))
+            return redirect(_local(request.args.get("next")) or url_for("console.home"))
+    return render_template("console/login.html", error=error), 200
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    db = get_session()
+    operator = current_operator()
+    audit.record(db, operator, "operator.logout", "operator", operator.id)
+    db.commit()
+    logout_user()
+    lang = session.get(i18n.SESSION_KEY)
+    session.clear()
+    if lang:
+        session[i18n.SESSION_KEY] = lang
+    flash(_("You are logged out."))
+    return redirect(url_for("console.login"))
+
+
+@bp.get("/language/<lang>")
+def language(lang: str):
+    """The language switch: a plain link, kept in the session."""
+    if lang in i18n.LANGUAGES:
+        session[i18n.SESSION_KEY] = lang
+    return redirect(_local(request.args.get("next")) or url_for("console.home"))
+
+
+@bp.get("/")
+@login_required
+def home():
+    operator = current_operator()
+    if accounts.can(operator, "triage"):
+        return redirect(url_for("console.alerts"))
+    if accounts.can(operator, "audit"):
+        return redirect(url_for("console.audit_log"))
+    return render_template("console/home.html")
