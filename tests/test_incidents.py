@@ -194,3 +194,43 @@ def test_backfill_assigns_every_submitted_alert_without_an_incident(db, places):
     db.commit()
     assert db.scalar(select(Incident.alert_count)) == 3
     assert incidents.backfill(db) == 0
+
+
+AUTH = {"Authorization": "Bearer test-api-token"}
+
+
+def test_the_incidents_api_lists_counts_merges_and_splits_never_showing_reporters(client, db, places):
+    one, two = reporters(db, 2)
+    a = report(db, where=places["village"], reporter_id=one)
+    b = report(db, where=places["village"], reporter_id=two, at=T0 + timedelta(hours=1))
+    far = report(db, where=places["far"], reporter_id=two, at=T0 + timedelta(hours=1))
+    sv = report(db, "SEXUAL_VIOLENCE", places["village"], reporter_id=one)
+    ids = {"near": a.incident_id, "far": far.incident_id, "sv": sv.incident_id}
+    db.commit()
+    assert client.get("/api/v1/incidents").status_code == 401
+    listed = client.get("/api/v1/incidents", headers=AUTH).get_json()["incidents"]
+    assert {i["id"] for i in listed} == {ids["near"], ids["far"]}
+    near = next(i for i in listed if i["id"] == ids["near"])
+    assert (near["alert_count"], near["source_count"], near["alerts"]) == (2, 2, [a.id, b.id])
+    assert near["location"]["pcode"] == "CD6104" and "reporter" not in str(listed)
+    assert "0" * 60 not in client.get("/api/v1/incidents", headers=AUTH).get_data(as_text=True)
+    shown = client.get("/api/v1/incidents?include_restricted=1", headers=AUTH).get_json()["incidents"]
+    assert ids["sv"] in {i["id"] for i in shown}
+
+    merged = client.post(f"/api/v1/incidents/{ids['near']}/merge", headers=AUTH,
+                         json={"incidents": [ids["far"]], "reason": "une seule attaque"})
+    assert merged.status_code == 200 and merged.get_json()["alert_count"] == 3
+    assert client.post(f"/api/v1/incidents/{ids['near']}/merge", headers=AUTH,
+                       json={"incidents": [ids["sv"]]}).status_code == 400
+    assert client.post("/api/v1/incidents/9999/merge", headers=AUTH, json={"incidents": [ids["far"]]}).status_code == 404
+    assert client.post(f"/api/v1/incidents/{ids['near']}/merge", headers=AUTH, json={}).status_code == 400
+
+    split = client.post(f"/api/v1/incidents/{ids['near']}/split", headers=AUTH, json={"alerts": [far.id]})
+    assert split.status_code == 201
+    answer = split.get_json()
+    assert answer["incident"]["alert_count"] == 2 and answer["new"]["alerts"] == [far.id]
+    assert client.post(f"/api/v1/incidents/{ids['near']}/split", headers=AUTH,
+                       json={"alerts": [sv.id]}).status_code == 400
+    closed = client.get("/api/v1/incidents?status=closed", headers=AUTH).get_json()["incidents"]
+    assert closed == []  # the merged one points to its target and is not listed
+    assert client.get("/api/v1/incidents?status=nope", headers=AUTH).status_code == 400

@@ -101,3 +101,22 @@ def test_a_territory_that_usually_reports_and_has_gone_quiet_is_listed(db, place
     assert beni["name"] == "terr CD6104" and beni["admin1"] == "CD61"
     assert [a["pcode"] for a in metrics.silent_areas(db, now=NOW, min_weekly=0.3)] == ["CD6104", "CD6201"]
     assert metrics.silent_areas(db, now=NOW, quiet_days=14) == []
+
+
+AUTH = {"Authorization": "Bearer test-api-token"}
+
+
+def test_the_metrics_api_needs_the_token_and_checks_its_numbers(client, db, places):
+    now = datetime.now(timezone.utc)
+    report(db, places["beni"], now - timedelta(hours=2), ack=timedelta(minutes=30))
+    for i in range(10):
+        report(db, places["kalehe"], now - timedelta(days=8 + 3 * i))
+    db.commit()
+    assert client.get("/api/v1/metrics/response-times").status_code == 401
+    times = client.get("/api/v1/metrics/response-times?weeks=2", headers=AUTH).get_json()
+    beni = next(r for r in times["areas"] if r["pcode"] == "CD6104")
+    assert times["weeks"] == 2 and beni["ack_median_s"] == pytest.approx(1800)
+    silent = client.get("/api/v1/metrics/silent-areas?min_weekly=1", headers=AUTH).get_json()
+    assert [a["pcode"] for a in silent["areas"]] == ["CD6201"] and silent["days"] == metrics.SILENT_DAYS
+    assert client.get("/api/v1/metrics/silent-areas?days=soon", headers=AUTH).status_code == 400
+    assert client.get("/api/v1/metrics/response-times?weeks=x", headers=AUTH).status_code == 400
