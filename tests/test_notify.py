@@ -217,3 +217,37 @@ def test_each_text_is_one_gsm7_sms_carrying_the_reference(lang, event):
     body = messages.render(notify.EVENTS[event], lang, {"reference": "999999"})
     assert segments(body) == 1 and "999999" in body and "{" not in body
     assert body != messages.MESSAGES[notify.EVENTS[event]].format(reference="999999")  # translated, not English
+
+
+def test_two_operators_telling_at_once_store_one_sms(notify_app, svc, analyst, monkeypatch):
+    """Each in its own session and thread, both past the "told before?" look-up before
+    either stores (a slow look-up): the alert row taken first makes the second wait and
+    find the first's SMS."""
+    import threading
+    import time
+
+    alert_id = reported_by_sms(svc, notify_app)
+    barrier, outcomes = threading.Barrier(2), []
+    looked_up = notify.told_before
+
+    def slow(*args):
+        found = looked_up(*args)
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(notify, "told_before", slow)
+
+    def tell():
+        with notify_app.app_context():
+            own = inbox.Services.current()
+            barrier.wait()
+            outcomes.append(notify.tell_reporter(own, alert_id, "acknowledged", None).outcome)
+            own.session.close()
+
+    threads = [threading.Thread(target=tell) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == sorted([notify.QUEUED, notify.ALREADY])
+    assert len(outbound(svc)) == 1
