@@ -14,8 +14,8 @@ from flask import current_app, has_app_context
 from sqlalchemy import select
 
 from bot.flow import alert_flow
-from service import (alerts, broadcast_sending, callbacks, inbox, locks, outbox, priority, queue, recordings, reporters,
-                     voice_calls)
+from service import (alerts, broadcast_sending, callbacks, inbox, incidents, locks, outbox, priority, queue, recordings,
+                     reporters, voice_calls)
 from service.app import create_app
 from service.models import Message, utcnow
 
@@ -102,6 +102,7 @@ def sweep() -> dict:
         minutes = config.get("ALERT_DRAFT_TIMEOUT") or alert_flow().timeout_minutes
         abandoned = alerts.mark_abandoned(session, timedelta(minutes=minutes))
         purged = reporters.purge_expired_numbers(session)
+        grouped = incidents.backfill(session)  # reports confirmed since the last sweep join their incident
         session.commit()
         broadcast_counts = broadcast_sending.sweep(svc)
         priority.tidy(svc.redis)
@@ -110,6 +111,8 @@ def sweep() -> dict:
         dropped_calls = voice_calls.sweep(svc)
     report = {"spooled": spooled, "reporters": len(reporter_ids), "sends": len(sends),
               "recovered": recovered, "abandoned": abandoned, "purged": purged, "broadcasts": broadcast_counts}
+    if grouped:
+        report["incidents"] = grouped
     if any(callback_counts.values()):  # named when it did something
         report["callbacks"] = callback_counts
     if any(recording_counts.values()):
