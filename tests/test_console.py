@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
+from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service import accounts, recordings
+from service.console import bp
 from service.inbox import Services
 from service.models import Alert, AlertEvent, AuditEntry, Message, Operator, Place, Recording
 from tests.conftest import REPORTER
@@ -127,6 +129,14 @@ def test_an_operator_logs_in_with_the_form_and_out_again(client, db, analyst):
     assert post_form(client, "/console/alerts", "/console/logout").status_code == 302
     assert client.get("/console/alerts").status_code == 302
     assert audit_actions(db) == ["operator.login", "operator.logout"]
+
+
+def test_a_login_lasts_console_session_hours_however_busy_the_operator(client, db, analyst):
+    signed_in(client, "analyste")
+    assert client.get("/console/alerts").status_code == 200
+    with client.session_transaction() as cookie:
+        cookie["console_login_at"] -= 12 * 3600 + 1  # CONSOLE_SESSION_HOURS: 12 by default
+    assert client.get("/console/alerts").status_code == 302
 
 
 def test_a_wrong_password_and_an_unknown_name_get_the_same_answer_and_failures_lock_the_account(
@@ -411,7 +421,8 @@ def test_an_administrator_reads_filters_and_exports_the_audit_log(client, db, ad
     assert rows == [("admin", "operator.login"), ("analyste", "operator.logout"),
                     ("analyste", "alert.acknowledged"), ("analyste", "operator.login")]
     only = client.get("/console/audit", query_string={"action": "alert.acknowledged"}).get_data(as_text=True)
-    assert re.findall(r"<tr><td>[^<]*</td><td>(\w+)</td><td>([\w.]+)</td>", only) == [("analyste", "alert.acknowledged")]
+    assert re.findall(r"<tr><td>[^<]*</td><td>(\w+)</td><td>([\w.]+)</td>", only) == [
+        ("analyste", "alert.acknowledged")]
     by_target = client.get("/console/audit", query_string={"target_type": "alert", "target_id": str(alert_id)})
     assert by_target.get_data(as_text=True).count("alert.acknowledged") == 1
     assert "operator.login" not in client.get("/console/audit", query_string={"operator": "nobody"}) \
@@ -458,3 +469,13 @@ def test_every_console_text_is_in_french_and_english():
         translated = {m.id[0] if isinstance(m.id, tuple) else m.id for m in catalog
                       if m.id and all(m.string if isinstance(m.string, tuple) else [m.string])}
         assert wanted - translated == set(), lang
+
+
+@pytest.mark.parametrize("environment, secure", [("production", True), ("development", False), ("test", False)])
+def test_the_session_cookie_is_secure_outside_development_and_test(environment, secure):
+    app = Flask(__name__)
+    app.config.update(ALERTE_ENV=environment, CONSOLE_SESSION_HOURS=8, CONSOLE_LANGUAGE="fr", SECRET_KEY="s")
+    app.register_blueprint(bp)
+    assert app.config["SESSION_COOKIE_SECURE"] is secure
+    assert app.config["SESSION_COOKIE_HTTPONLY"] and app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+    assert app.config["PERMANENT_SESSION_LIFETIME"] == timedelta(hours=8)

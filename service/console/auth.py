@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from urllib.parse import urlsplit
 
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -42,8 +43,15 @@ def init_app(app) -> None:
         current_operator(), permission))
 
 
+LOGIN_AT = "console_login_at"  # the session's login time: it lasts CONSOLE_SESSION_HOURS, however busy
+
+
 @login_manager.user_loader
 def _load(operator_id: str):
+    started = session.get(LOGIN_AT)
+    if not isinstance(started, (int, float)) or \
+            time.time() - started > current_app.config["CONSOLE_SESSION_HOURS"] * 3600:
+        return None  # the cookie is refreshed on every request: the login itself must expire
     try:
         operator = get_session().get(Operator, int(operator_id))
     except ValueError:
@@ -104,7 +112,8 @@ def login():
             session.clear()  # a new session on login: nothing carried from before
             if lang:
                 session[i18n.SESSION_KEY] = lang
-            session.permanent = True  # CONSOLE_SESSION_HOURS
+            session.permanent = True  # the cookie: CONSOLE_SESSION_HOURS
+            session[LOGIN_AT] = time.time()
             login_user(SignedIn(operator))
             return redirect(_local(request.args.get("next")) or url_for("console.home"))
     return render_template("console/login.html", error=error), 200
