@@ -14,7 +14,7 @@ from pathlib import Path
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import NullTranslations, Translations
-from flask import current_app, g, has_request_context, session
+from flask import current_app, has_request_context, session
 
 from bot import messages as sms_messages
 from bot.categories import CODES, label_msgid
@@ -90,12 +90,7 @@ def language() -> str:
 
 
 def _translations() -> NullTranslations:
-    if has_request_context() and "console_catalog" in g:
-        return g.console_catalog
-    catalog = current_app.extensions["console_translations"][language()]
-    if has_request_context():
-        g.console_catalog = catalog
-    return catalog
+    return current_app.extensions["console_translations"][language()]
 
 
 def gettext(text: str, **variables) -> str:
