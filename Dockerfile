@@ -33,6 +33,7 @@ COPY nlu/data/ nlu/data/
 # Catalogs are compiled here, as root, so the running (read-only) app never writes them.
 RUN pip install --no-deps -e . \
  && python -c "from bot.languages import LANGUAGES; from bot.messages import compile_catalog; [compile_catalog(l) for l in LANGUAGES]" \
+ && python -c "from service.console import i18n; [i18n.compile_catalog(l) for l in i18n.LANGUAGES]" \
  && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin alerte \
  && install -d -o alerte -m 0700 /var/spool/alerte
 # SPOOL_DIR: inbound messages wait here while PostgreSQL is down (a volume shared by web

@@ -79,5 +79,6 @@ fi
 
 # 4. catalogs, voice placeholders and the model (each skipped when up to date)
 .venv/bin/python -c "from bot.languages import LANGUAGES; from bot.messages import compile_catalog; [compile_catalog(l) for l in LANGUAGES]"
+.venv/bin/python -c "from service.console import i18n; [i18n.compile_catalog(l) for l in i18n.LANGUAGES]"
 .venv/bin/alerte prompts placeholders | sed 's/^/[setup] prompts: /' >&2
 say "model: $(.venv/bin/python -m bot.rasa_project)"

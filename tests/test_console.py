@@ -479,3 +479,60 @@ def test_the_session_cookie_is_secure_outside_development_and_test(environment, 
     assert app.config["SESSION_COOKIE_SECURE"] is secure
     assert app.config["SESSION_COOKIE_HTTPONLY"] and app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert app.config["PERMANENT_SESSION_LIFETIME"] == timedelta(hours=8)
+
+
+# --- telling the reporter, revealing a number ------------------------------------------------
+
+def reported(db, text_in, **fields) -> int:
+    """An alert from a real inbound SMS (its reporter's number kept, encrypted)."""
+    assert text_in("watu wenye silaha wako kijijini").status_code == 200
+    db.rollback()
+    inbound = db.scalar(select(Message).where(Message.direction == "in"))
+    return new_alert(db, reporter_id=inbound.reporter_id, conversation_id=inbound.conversation_id,
+                     reference="482913", **fields)
+
+
+def test_acknowledging_can_tell_the_reporter_by_sms_once(client, db, analyst, text_in):
+    alert_id = reported(db, text_in)
+    signed_in(client, "analyste")
+    page = client.get(f"/console/alerts/{alert_id}").get_data(as_text=True)
+    assert 'name="tell" value="1" checked' in page
+    moved = post_form(client, f"/console/alerts/{alert_id}", f"/console/alerts/{alert_id}/transition",
+                      to="acknowledged", tell="1")
+    assert "L'informateur recevra un SMS." in shown(client.get(moved.location))
+    db.rollback()
+    [told] = db.scalars(select(Message).where(Message.direction == "out", Message.reply_to_id.is_(None))).all()
+    assert told.reply_context == {"alert": alert_id, "event": "acknowledged"} and "482913" in told.body
+    assert "silaha" not in told.body  # only the reference, never what was reported
+    assert "alert.reporter_told" in audit_actions(db)
+
+
+def test_a_step_without_the_box_ticked_tells_nobody(client, db, analyst, text_in):
+    alert_id = reported(db, text_in)
+    signed_in(client, "analyste")
+    post_form(client, f"/console/alerts/{alert_id}", f"/console/alerts/{alert_id}/transition", to="acknowledged")
+    db.rollback()
+    assert not db.scalars(select(Message).where(Message.direction == "out", Message.reply_to_id.is_(None))).all()
+
+
+def test_revealing_the_number_needs_the_role_and_a_reason_and_is_audited_without_it(client, db, analyst, text_in):
+    alert_id = reported(db, text_in)
+    make_operator(db, "diffuseur", ["broadcaster"])
+    signed_in(client, "diffuseur")
+    refused = post_form(client, "/console/", f"/console/alerts/{alert_id}/reveal", reason="x" * 20)
+    assert refused.status_code == 403 and REPORTER not in shown(refused)
+    client.get("/console/logout")
+    signed_in(client, "analyste")
+    page = client.get(f"/console/alerts/{alert_id}").get_data(as_text=True)
+    assert "/reveal" in page and REPORTER not in page
+    short = post_form(client, f"/console/alerts/{alert_id}", f"/console/alerts/{alert_id}/reveal", reason="vite")
+    assert short.status_code == 302 and REPORTER not in shown(client.get(short.location))
+    shown_once = post_form(client, f"/console/alerts/{alert_id}", f"/console/alerts/{alert_id}/reveal",
+                           reason="rappeler pour confirmer le lieu de l'attaque")
+    assert shown_once.status_code == 200 and REPORTER in shown(shown_once)
+    assert shown_once.headers["Cache-Control"].startswith("private, no-store")
+    db.rollback()
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "reporter.reveal_number"))
+    assert entry.operator_id == analyst and entry.reason.startswith("rappeler")
+    assert REPORTER[4:] not in str((entry.before, entry.after, entry.reason, entry.target_id))
+    assert client.get(f"/console/alerts/{alert_id}").get_data(as_text=True).count(REPORTER) == 0

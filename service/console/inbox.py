@@ -13,14 +13,16 @@ from datetime import date, datetime, time, timedelta
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 from sqlalchemy import case, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.categories import CATEGORIES, CODES
 from bot.parsing import EAST
-from service import accounts, alerts, audit, recordings, triage
+from service import accounts, alerts, audit, notify, recordings, reveal, triage
 from service.console import bp
 from service.console.auth import current_operator, requires
-from service.console.i18n import STATUS_LABELS, _, label
+from service.console.i18n import STATUS_LABELS, N_, _, label
 from service.db import get_session
+from service.inbox import Services
 from service.models import Alert, Message, Place
 
 log = logging.getLogger(__name__)
@@ -147,7 +149,8 @@ def _detail(alert: Alert, status: int = 200, note: str = ""):
     return render_template("console/alert.html", alert=alert, place=alert.place, history=triage.history(db, alert.id),
                            allowed=triage.allowed(alert.status), transcript=transcript, recordings=heard,
                            restricted=triage.restricted(alert), urgency=triage.urgency(alert),
-                           note=note, note_required=triage.NOTE_REQUIRED), status
+                           note=note, note_required=triage.NOTE_REQUIRED, tell_events=tuple(notify.EVENTS),
+                           can_reveal=accounts.can(current_operator(), "reveal_number")), status
 
 
 @bp.get("/alerts/<int:alert_id>")
@@ -180,7 +183,29 @@ def alert_transition(alert_id: int):
         return _detail(db.get(Alert, alert.id, populate_existing=True), 400, note)
     db.commit()
     flash(_("The alert is now “%(status)s”.", status=label(STATUS_LABELS, to)))
+    if to in notify.EVENTS and request.form.get("tell") == "1":
+        _tell(alert.id, to)
     return redirect(url_for("console.alert_detail", alert_id=alert.id))
+
+
+TOLD = {notify.QUEUED: N_("The reporter will get an SMS."),
+        notify.ALREADY: N_("The reporter was already told."),
+        notify.OPTED_OUT: N_("The reporter said STOP: no SMS."),
+        notify.NO_NUMBER: N_("The reporter's number is no longer kept: no SMS."),
+        notify.NO_REPORTER: N_("No reporter to tell."),
+        notify.NO_REFERENCE: N_("The report was never confirmed: no reference to tell.")}
+
+
+def _tell(alert_id: int, event: str) -> None:
+    """The step is committed already: a failure to tell must not look like a failed step."""
+    try:
+        told = notify.tell_reporter(Services.current(), alert_id, event, current_operator())
+    except SQLAlchemyError as exc:
+        get_session().rollback()
+        log.error("telling the reporter of alert %s failed: %s", alert_id, type(exc).__name__)
+        flash(_("The reporter could not be told now; try again."), "error")
+        return
+    flash(_(TOLD.get(told.outcome, told.outcome)))
 
 
 @bp.get("/alerts/<int:alert_id>/recordings/<int:recording_id>")
@@ -203,3 +228,25 @@ def alert_recording(alert_id: int, recording_id: int):
     answer = Response(audio, mimetype=row.content_type or "application/octet-stream")
     answer.headers["Cache-Control"] = "private, no-store"  # a caller's voice: no copy on the way
     return answer.make_conditional(request, accept_ranges=True, complete_length=len(audio))  # players seek
+
+
+@bp.post("/alerts/<int:alert_id>/reveal")
+@requires("reveal_number")
+def reveal_number(alert_id: int):
+    """The reporter's number, once, to call them back: a reason is required and audited
+    (service/reveal.py); the number is in this answer only, never in a flash, a URL or a log."""
+    alert = _alert_or_404(alert_id)
+    if alert.reporter_id is None:
+        abort(404)
+    try:
+        number = reveal.number(get_session(), current_app.extensions["identity"], current_operator(),
+                               alert.reporter_id, request.form.get("reason", ""))
+    except reveal.NumberUnavailable:
+        get_session().rollback()
+        flash(_("The reporter's number is no longer kept."), "error")
+        return redirect(url_for("console.alert_detail", alert_id=alert.id))
+    except ValueError:
+        get_session().rollback()
+        flash(_("Say why you need the number (at least 10 characters)."), "error")
+        return redirect(url_for("console.alert_detail", alert_id=alert.id))
+    return render_template("console/number.html", alert=alert, number=number)
