@@ -11,6 +11,7 @@ link and working with no internet (one CSS file served here, no JS, no fonts).
 
 from __future__ import annotations
 
+import importlib
 from datetime import timedelta
 
 from flask import Blueprint, current_app, render_template, request
@@ -33,7 +34,13 @@ def _setup(state) -> None:
     )
     i18n.init_app(app)
     auth.init_app(app)
-    app.jinja_env.globals.update(csrf_token=generate_csrf)
+    app.jinja_env.globals.update(csrf_token=generate_csrf, page=_page_url)
+
+
+def _page_url(endpoint: str, **values) -> str | None:
+    """The URL of a console page, or None if that group of pages is not installed (the nav)."""
+    from flask import url_for
+    return url_for(endpoint, **values) if endpoint in current_app.view_functions else None
 
 
 @bp.before_request
@@ -80,3 +87,13 @@ def _not_found(exc):
 
 
 from service.console import auth, inbox, audit_log  # noqa: E402,F401  the views, on bp
+
+# Groups of pages written on their own (each its module, templates and console_<page>.po):
+# registered when present, so each arrives without touching the others.
+PAGES = ("incidents", "dashboard", "map", "composer", "translations", "operators")
+for _page in PAGES:
+    try:
+        importlib.import_module(f"service.console.{_page}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"service.console.{_page}":
+            raise

@@ -1,5 +1,6 @@
 """The console's languages: French first, English; Babel catalogs under locales/<lang>/
-LC_MESSAGES/console.po, compiled to .mo at start (the .mo files are not committed).
+LC_MESSAGES/console.po and console_<page>.po (merged), compiled to .mo at start if the
+image or setup.sh did not (the .mo files are not committed).
 
 Templates get `_`/`gettext`/`ngettext` once (jinja2.ext.i18n, newstyle); each call asks the
 request's language, so two operators in two languages never share a catalog on a thread.
@@ -45,9 +46,22 @@ ROLE_LABELS = {"administrator": N_("administrator"), "analyst": N_("analyst"), "
 KIND_LABELS = {"place-name": N_("place name"), "message": N_("message"), "fallback": N_("whole report")}
 
 
+def catalog_files(lang: str) -> list[Path]:
+    """console.po, then one console_<page>.po per group of pages (each written on its own,
+    so that two pages' translators never edit one file), merged into one catalog."""
+    folder = LOCALES_DIR / lang / "LC_MESSAGES"
+    main = folder / f"{DOMAIN}.po"
+    return [main] + sorted(p for p in folder.glob(f"{DOMAIN}_*.po"))
+
+
 def compile_catalog(lang: str) -> Path:
-    """Build the .mo from the .po when it is missing or older."""
-    po = LOCALES_DIR / lang / "LC_MESSAGES" / f"{DOMAIN}.po"
+    """Build the .mo files from the .po files when missing or older; the main one's path."""
+    for po in catalog_files(lang)[1:]:
+        _compile(po, lang)
+    return _compile(catalog_files(lang)[0], lang)
+
+
+def _compile(po: Path, lang: str) -> Path:
     mo = po.with_suffix(".mo")
     if not mo.exists() or mo.stat().st_mtime < po.stat().st_mtime:
         with po.open("rb") as src:
@@ -64,6 +78,9 @@ def init_app(app) -> None:
     for lang in LANGUAGES:
         with compile_catalog(lang).open("rb") as fp:
             catalogs[lang] = Translations(fp, domain=DOMAIN)
+        for po in catalog_files(lang)[1:]:
+            with po.with_suffix(".mo").open("rb") as fp:
+                catalogs[lang].merge(Translations(fp, domain=DOMAIN))
     app.extensions["console_translations"] = catalogs
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.globals.update(
