@@ -39,6 +39,9 @@ class Reporter(Base):
     opted_out_message_id: Mapped[int | None] = mapped_column(Integer)  # the message that said STOP
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime | None]
+    # a focal point's village, registered by an operator (never from the number): the
+    # understanding prefers namesake places near it (service/actions/common.home_area)
+    home_place_key: Mapped[str | None] = mapped_column(String(32))  # a gazetteer key
 
 
 class Conversation(Base):

@@ -539,3 +539,22 @@ def test_revealing_the_number_needs_the_role_and_a_reason_and_is_audited_without
     assert entry.operator_id == analyst and entry.reason.startswith("rappeler")
     assert REPORTER[4:] not in str((entry.before, entry.after, entry.reason, entry.target_id))
     assert client.get(f"/console/alerts/{alert_id}").get_data(as_text=True).count(REPORTER) == 0
+
+
+def test_an_operator_registers_a_focal_points_home_village_without_seeing_the_number(client, db, analyst, text_in):
+    from service.models import Reporter
+    alert_id = reported(db, text_in)
+    signed_in(client, "analyste")
+    unknown = post_form(client, f"/console/alerts/{alert_id}", f"/console/alerts/{alert_id}/home", place="Xyzzyville")
+    assert "Aucun lieu de ce nom" in shown(client.get(unknown.location))
+    done = post_form(client, f"/console/alerts/{alert_id}", f"/console/alerts/{alert_id}/home", place="Oicha")
+    page = shown(client.get(done.location))
+    assert "Village d'origine enregistré : Oicha." in page and REPORTER not in page
+    db.rollback()
+    reporter = db.scalar(select(Reporter))
+    from bot.places import default_gazetteer
+    assert reporter.home_place_key == default_gazetteer().resolve("Oicha").place.key
+    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "reporter.home_place"))
+    assert entry.operator_id == analyst and entry.after == {"home_place": reporter.home_place_key}
+    forged = post_form(client, f"/console/alerts/{alert_id}", f"/console/alerts/{alert_id}/home", key="CD99999")
+    assert "Aucun lieu de ce nom" in shown(client.get(forged.location))

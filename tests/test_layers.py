@@ -212,3 +212,23 @@ def test_a_submission_without_a_confirmed_draft_fails_instead_of_filing_an_empty
     with pytest.raises(RuntimeError, match="confirmed"):
         asyncio.run(SubmitAlert().run(dispatcher, tracker(), {}))
     assert dispatcher.messages == []
+
+
+def test_a_focal_points_registered_village_decides_the_home_area(action_database, tmp_path):
+    """An operator registered the reporter's home village: namesakes are chosen near it,
+    before the territory of their latest alert."""
+    from sqlalchemy.orm import Session
+
+    from bot.places import default_gazetteer
+    from service.db import make_engine
+    from service.models import Reporter
+    url = action_database(f"sqlite:///{tmp_path / 'actions.db'}")
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    village = default_gazetteer().resolve("Oicha").place
+    assert village.level == "locality" and village.admin2_pcode
+    with Session(engine) as session:
+        session.add(Reporter(key="reporter-key", opted_out=False, home_place_key=village.key))
+        session.commit()
+    engine.dispose()
+    assert common.home_area(tracker()) == village.admin2_pcode

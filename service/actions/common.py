@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import language as langid
+from bot.places import default_gazetteer
 from bot.understanding import Understanding, interpret
 from service import config, db
 from service.models import Alert, Message, Place, Reporter
@@ -70,9 +71,15 @@ def understand(tracker) -> Understanding:
 
 
 def home_area(tracker) -> str | None:
-    """The territory of the reporter's latest located alert: among villages that share
-    a name, the one near where this person usually reports is the likely one."""
+    """Where this person usually is, to choose among villages that share a name: the
+    territory of the home village an operator registered for them (a focal point), else
+    of their latest located alert."""
     with session_scope() as session:
+        home = session.scalar(select(Reporter.home_place_key).where(Reporter.key == tracker.sender_id))
+        record = default_gazetteer().get(home) if home else None
+        area = (record.key if record.level == "adm2" else record.admin2_pcode) if record is not None else None
+        if area:
+            return area
         return session.scalar(
             select(Place.admin2_pcode).join(Alert, Alert.place_id == Place.id)
             .join(Reporter, Alert.reporter_id == Reporter.id)

@@ -17,13 +17,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.categories import CATEGORIES, CODES
 from bot.parsing import EAST
+from bot.places import default_gazetteer
 from service import accounts, alerts, audit, notify, recordings, reveal, triage
 from service.console import bp
 from service.console.auth import current_operator, requires
 from service.console.i18n import STATUS_LABELS, N_, _, label
 from service.db import get_session
 from service.inbox import Services
-from service.models import Alert, Message, Place
+from service.models import Alert, Message, Place, Reporter
 
 log = logging.getLogger(__name__)
 PAGE = 50
@@ -139,8 +140,10 @@ def _alert_or_404(alert_id: int) -> Alert:
     return alert
 
 
-def _detail(alert: Alert, status: int = 200, note: str = ""):
+def _detail(alert: Alert, status: int = 200, note: str = "", home_choices=(), home_name: str = ""):
     db = get_session()
+    reporter = db.get(Reporter, alert.reporter_id) if alert.reporter_id else None
+    home = default_gazetteer().get(reporter.home_place_key) if reporter and reporter.home_place_key else None
     transcript = []
     if alert.conversation_id is not None:
         transcript = db.scalars(select(Message).where(Message.conversation_id == alert.conversation_id)
@@ -150,7 +153,8 @@ def _detail(alert: Alert, status: int = 200, note: str = ""):
                            allowed=triage.allowed(alert.status), transcript=transcript, recordings=heard,
                            restricted=triage.restricted(alert), urgency=triage.urgency(alert),
                            note=note, note_required=triage.NOTE_REQUIRED, tell_events=tuple(notify.EVENTS),
-                           can_reveal=accounts.can(current_operator(), "reveal_number")), status
+                           can_reveal=accounts.can(current_operator(), "reveal_number"),
+                           home=home, home_choices=home_choices, home_name=home_name), status
 
 
 @bp.get("/alerts/<int:alert_id>")
@@ -250,3 +254,34 @@ def reveal_number(alert_id: int):
         flash(_("Say why you need the number (at least 10 characters)."), "error")
         return redirect(url_for("console.alert_detail", alert_id=alert.id))
     return render_template("console/number.html", alert=alert, number=number)
+
+
+@bp.post("/alerts/<int:alert_id>/home")
+@requires("triage")
+def home_village(alert_id: int):
+    """Register the reporter's home village (a focal point), by name or by a gazetteer key
+    chosen among namesakes; the understanding then prefers places near it. Audited."""
+    alert = _alert_or_404(alert_id)
+    if alert.reporter_id is None:
+        abort(404)
+    db = get_session()
+    gazetteer = default_gazetteer()
+    key, name = request.form.get("key", "").strip(), request.form.get("place", "").strip()[:120]
+    record = gazetteer.get(key) if key else None
+    if record is None and name:
+        found = gazetteer.resolve(name)
+        if found.status == "found":
+            record = found.place
+        elif found.status == "ambiguous":
+            return _detail(alert, 200, home_choices=found.candidates[:8], home_name=name)
+    if record is None:
+        flash(_("No place of that name in the gazetteer: nothing was changed."), "error")
+        return redirect(url_for("console.alert_detail", alert_id=alert.id))
+    reporter = db.get(Reporter, alert.reporter_id)
+    before = reporter.home_place_key
+    reporter.home_place_key = record.key
+    audit.record(db, current_operator(), "reporter.home_place", "reporter", reporter.id,
+                 before={"home_place": before}, after={"home_place": record.key})
+    db.commit()
+    flash(_("Home village registered: %(place)s.", place=record.name))
+    return redirect(url_for("console.alert_detail", alert_id=alert.id))
