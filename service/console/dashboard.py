@@ -1,0 +1,149 @@
+"""The dashboard: places gone quiet first (silence can mean a cut network or reporters in
+danger), then the last 30 days' alerts per day by category and by province, as bars
+drawn here in inline SVG (no script, no library; a <title> on every bar and a table of
+the same figures), and the response times per area and week (service/metrics.py).
+
+Restricted categories are counted only for those who may see them, as in the inbox.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+
+from flask import render_template
+from sqlalchemy import func, select
+
+from bot.categories import CODES
+from bot.parsing import EAST
+from service import accounts, metrics
+from service.console import bp
+from service.console.auth import current_operator, requires
+from service.console.i18n import _, category_label
+from service.console.inbox import visible
+from service.db import get_session
+from service.models import Alert, Place
+
+DAYS = 30
+COLOURS = 12  # classes k0..k11 in incidents.css; more series than that share the last one
+BAR_W, GAP, PLOT_H, LEFT, BOTTOM, TOP = 18, 4, 150, 34, 22, 10
+NO_PLACE = ""
+
+
+@dataclass
+class Chart:
+    """Daily stacked bars: one bar per day, one segment per series with alerts that day."""
+
+    name: str
+    title: str
+    days: list[date]
+    series: list[tuple[str, str]]  # (key, label), most alerts first
+    counts: Counter = field(default_factory=Counter)  # (day, key) -> alerts
+
+    @property
+    def width(self) -> int:
+        return LEFT + len(self.days) * (BAR_W + GAP)
+
+    @property
+    def height(self) -> int:
+        return TOP + PLOT_H + BOTTOM
+
+    @property
+    def top(self) -> int:
+        return max([sum(self.counts[d, k] for k, _name in self.series) for d in self.days] + [1])
+
+    def total(self, day: date) -> int:
+        return sum(self.counts[day, k] for k, _name in self.series)
+
+    def colour(self, key: str) -> str:
+        return f"k{min([k for k, _name in self.series].index(key), COLOURS - 1)}"
+
+    def bars(self) -> list[dict]:
+        """The segments' geometry, bottom up, with their tooltip text."""
+        scale, found = PLOT_H / self.top, []
+        for n, day in enumerate(self.days):
+            x, base = LEFT + n * (BAR_W + GAP), TOP + PLOT_H
+            for key, name in self.series:
+                count = self.counts[day, key]
+                if count:
+                    h = max(round(count * scale), 1)
+                    found.append({"x": x, "y": base - h, "w": BAR_W, "h": h, "cls": self.colour(key),
+                                  "title": f"{day.isoformat()} · {name}: {count}"})
+                    base -= h
+        return found
+
+    def ticks(self) -> list[tuple[int, str]]:
+        """A date under every seventh bar (the last one is today)."""
+        last = len(self.days) - 1
+        return [(LEFT + n * (BAR_W + GAP) + BAR_W // 2, d.strftime("%d/%m")) for n, d in enumerate(self.days)
+                if (last - n) % 7 == 0]
+
+
+def _charts(db, now: datetime) -> tuple[Chart, Chart]:
+    today = now.astimezone(EAST).date()
+    days = [today - timedelta(days=n) for n in range(DAYS - 1, -1, -1)]
+    start = datetime(days[0].year, days[0].month, days[0].day, tzinfo=EAST)
+    received = func.coalesce(Alert.submitted_at, Alert.created_at)
+    query = visible(select(received, Alert.category, Place.level, Place.key, Place.name, Place.admin1_pcode,
+                           Place.admin1_name).outerjoin(Place, Alert.place_id == Place.id), current_operator())
+    by_category, by_province, provinces = Counter(), Counter(), {}
+    for at, category, level, key, name, admin1, admin1_name in db.execute(query.where(received >= start)):
+        at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)  # SQLite keeps no offset
+        day = at.astimezone(EAST).date()
+        province = (key if level == "adm1" else admin1) or NO_PLACE
+        provinces.setdefault(province, (name if level == "adm1" else admin1_name) or province)
+        by_category[day, category or ""] += 1
+        by_province[day, province] += 1
+    categories = Counter()
+    for (_day, code), n in by_category.items():
+        categories[code] += n
+    per_province = Counter()
+    for (_day, code), n in by_province.items():
+        per_province[code] += n
+    cat = Chart("categories", _("Alerts per day by category, last %(n)s days", n=DAYS), days,
+                [(c, category_label(c)) for c in sorted(categories, key=lambda c: (-categories[c], CODES.index(c) if c in CODES else len(CODES)))],
+                by_category)
+    prov = Chart("provinces", _("Alerts per day by province, last %(n)s days", n=DAYS), days,
+                 [(p, provinces[p] if p else _("place unknown"))
+                  for p in sorted(per_province, key=lambda p: (-per_province[p], p))], by_province)
+    return cat, prov
+
+
+def duration(seconds: float | None) -> str:
+    """A time as an operator says it: 40 s, 12 min, 3 h 05, 2 d 4 h."""
+    if seconds is None:
+        return "—"
+    s = int(round(seconds))
+    if s < 60:
+        return _("%(n)s s", n=s)
+    if s < 3600:
+        return _("%(n)s min", n=s // 60)
+    if s < 86400:
+        return _("%(h)s h %(m)02d", h=s // 3600, m=s % 3600 // 60)
+    return _("%(d)s d %(h)s h", d=s // 86400, h=s % 86400 // 3600)
+
+
+def _area(row: dict) -> str:
+    if row["level"] == "all":
+        return _("All areas")
+    if row["level"] == "none":
+        return _("place unknown")
+    return row["name"] or row["pcode"]
+
+
+@bp.get("/dashboard", endpoint="dashboard")
+@requires("triage")
+def dashboard():
+    db = get_session()
+    now = datetime.now(timezone.utc)
+    restricted = accounts.can(current_operator(), "see_restricted")
+    silent = metrics.silent_areas(db, now=now, include_restricted=restricted)
+    for area in silent:
+        area["last"] = datetime.fromisoformat(area["last_report_at"])
+    times = metrics.response_times(db, now=now, include_restricted=restricted)
+    times.sort(key=lambda r: r["week"], reverse=True)  # this week first; areas in metrics' order
+    by_category, by_province = _charts(db, now)
+    return render_template("console/dashboard.html", silent=silent, charts=(by_category, by_province), times=times,
+                           duration=duration, area=_area, quiet_days=metrics.SILENT_DAYS,
+                           baseline_weeks=metrics.SILENT_BASELINE_WEEKS)
