@@ -75,7 +75,8 @@ def _time(raw, name: str) -> datetime:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
     except ValueError:
         raise Invalid(f"{name} must be an ISO 8601 date and time, like 2026-12-02T18:00:00+02:00") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    # in UTC: SQLite keeps no offset, and a +02:00 time read back as UTC would be 2 h off
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 def parse(body, session: Session, identity, now: datetime | None = None, gazetteer=None) -> Request:

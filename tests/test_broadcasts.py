@@ -279,6 +279,18 @@ def test_an_expired_broadcast_sends_nothing_more(app, client, db, people, twilio
     assert db.get(Broadcast, bid).state == "expired"
 
 
+def test_a_time_given_in_eastern_congo_time_is_kept_as_that_instant(app, client, db, people):
+    """SQLite keeps no offset: a +02:00 time must be stored as its UTC instant."""
+    from datetime import datetime, timezone
+    bid = post(client, send_at="2030-01-01T20:00:00+02:00", expires_at="2030-01-02T08:00:00+02:00").json["id"]
+    db.expire_all()
+    broadcast = db.get(Broadcast, bid)
+    stored = broadcast.send_at if broadcast.send_at.tzinfo else broadcast.send_at.replace(tzinfo=timezone.utc)
+    assert stored == datetime(2030, 1, 1, 18, 0, tzinfo=timezone.utc)
+    expires = broadcast.expires_at if broadcast.expires_at.tzinfo else broadcast.expires_at.replace(tzinfo=timezone.utc)
+    assert expires == datetime(2030, 1, 2, 6, 0, tzinfo=timezone.utc)
+
+
 def test_a_scheduled_broadcast_waits_for_its_time(app, client, db, people, twilio_standin):
     later = (utcnow() + timedelta(hours=2)).isoformat()
     response = post(client, send_at=later)
