@@ -169,8 +169,8 @@ def test_an_analyst_splits_alerts_of_another_event_into_a_new_incident(client, d
 
 def test_the_dashboard_puts_silent_areas_first_then_charts_and_response_times(client, db, analyst, village):
     quiet = place(db, "kitshanga", "Kitshanga", admin2=("CD6102", "Masisi"))
-    for week in range(2, 9):  # Masisi reported every week until ten days ago
-        new_alert(db, place_id=quiet, created_at=NOW - timedelta(days=7 * week - 4))
+    for n in range(16):  # Masisi reported twice a week until eight days ago
+        new_alert(db, place_id=quiet, created_at=NOW - timedelta(days=8 + n * 3.4))
     acknowledged = new_alert(db, place_id=village, category="LOOTING", created_at=NOW - timedelta(hours=5),
                              submitted_at=NOW - timedelta(hours=5))
     triage.transition(db, acknowledged, "acknowledged", None, "")
@@ -182,7 +182,7 @@ def test_the_dashboard_puts_silent_areas_first_then_charts_and_response_times(cl
     silent = text.index("Zones silencieuses")
     assert silent < text.index("<svg") and "Masisi" in text[silent:text.index("<svg")]
     assert "le réseau est peut-être coupé" in text
-    assert text.count("<svg") == 2 and "<rect" in text and "Pillage : 1</title>" in text
+    assert text.count("<svg") == 2 and "<rect" in text and "Pillage/feu: 1</title>" in text
     assert "Nord-Kivu" in text and "<details>" in text  # the province chart, the table of figures
     times = text[text.index("Délais de réponse"):]
     assert "Toutes les zones" in times and re.search(r">5 h 0\d<", times)  # acknowledged after five hours

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
-from flask import render_template
+from flask import render_template, request
 from sqlalchemy import func, select
 
 from bot.categories import CODES
@@ -26,7 +26,10 @@ from service.db import get_session
 from service.models import Alert, Place
 
 DAYS = 30
-COLOURS = 12  # classes k0..k11 in incidents.css; more series than that share the last one
+COLOURS = 12  # classes k0..k11 in incidents.css
+SERIES = 8  # bars per day at most (the page stays light): the smaller ones are summed as "others"
+OTHERS = "*"
+WEEKS = 4  # response times shown by default (?weeks= up to metrics.WEEKS)
 BAR_W, GAP, PLOT_H, LEFT, BOTTOM, TOP = 18, 4, 150, 34, 22, 10
 NO_PLACE = ""
 
@@ -59,19 +62,31 @@ class Chart:
     def colour(self, key: str) -> str:
         return f"k{min([k for k, _name in self.series].index(key), COLOURS - 1)}"
 
-    def bars(self) -> list[dict]:
-        """The segments' geometry, bottom up, with their tooltip text."""
-        scale, found = PLOT_H / self.top, []
-        for n, day in enumerate(self.days):
-            x, base = LEFT + n * (BAR_W + GAP), TOP + PLOT_H
-            for key, name in self.series:
+    def bars(self) -> list[tuple[str, list[dict]]]:
+        """Per series (its colour class), the segments' geometry, stacked bottom up, with their tooltips."""
+        scale, base = PLOT_H / self.top, {day: TOP + PLOT_H for day in self.days}
+        found = []
+        for key, name in self.series:
+            segments = []
+            for n, day in enumerate(self.days):
                 count = self.counts[day, key]
                 if count:
                     h = max(round(count * scale), 1)
-                    found.append({"x": x, "y": base - h, "w": BAR_W, "h": h, "cls": self.colour(key),
-                                  "title": f"{day.isoformat()} · {name}: {count}"})
-                    base -= h
+                    base[day] -= h
+                    segments.append({"x": LEFT + n * (BAR_W + GAP), "y": base[day], "h": h,
+                                     "title": f"{day.strftime('%d/%m')} · {name}: {count}"})
+            found.append((self.colour(key), segments))
         return found
+
+    def fold(self, others: str) -> "Chart":
+        """At most SERIES series: the smallest are summed into one named `others`."""
+        if len(self.series) <= SERIES:
+            return self
+        kept, folded = self.series[:SERIES - 1], {k for k, _name in self.series[SERIES - 1:]}
+        counts = Counter()
+        for (day, key), n in self.counts.items():
+            counts[day, OTHERS if key in folded else key] += n
+        return Chart(self.name, self.title, self.days, kept + [(OTHERS, others)], counts)
 
     def ticks(self) -> list[tuple[int, str]]:
         """A date under every seventh bar (the last one is today)."""
@@ -103,10 +118,10 @@ def _charts(db, now: datetime) -> tuple[Chart, Chart]:
         per_province[code] += n
     cat = Chart("categories", _("Alerts per day by category, last %(n)s days", n=DAYS), days,
                 [(c, category_label(c)) for c in sorted(categories, key=lambda c: (-categories[c], CODES.index(c) if c in CODES else len(CODES)))],
-                by_category)
+                by_category).fold(_("other categories"))
     prov = Chart("provinces", _("Alerts per day by province, last %(n)s days", n=DAYS), days,
                  [(p, provinces[p] if p else _("place unknown"))
-                  for p in sorted(per_province, key=lambda p: (-per_province[p], p))], by_province)
+                  for p in sorted(per_province, key=lambda p: (-per_province[p], p))], by_province).fold(_("other provinces"))
     return cat, prov
 
 
@@ -141,9 +156,12 @@ def dashboard():
     silent = metrics.silent_areas(db, now=now, include_restricted=restricted)
     for area in silent:
         area["last"] = datetime.fromisoformat(area["last_report_at"])
-    times = metrics.response_times(db, now=now, include_restricted=restricted)
+    weeks = request.args.get("weeks", "")
+    weeks = min(int(weeks), metrics.WEEKS) if weeks.isdigit() and int(weeks) > 0 else WEEKS
+    times = metrics.response_times(db, weeks=weeks, now=now, include_restricted=restricted)
     times.sort(key=lambda r: r["week"], reverse=True)  # this week first; areas in metrics' order
     by_category, by_province = _charts(db, now)
     return render_template("console/dashboard.html", silent=silent, charts=(by_category, by_province), times=times,
                            duration=duration, area=_area, quiet_days=metrics.SILENT_DAYS,
-                           baseline_weeks=metrics.SILENT_BASELINE_WEEKS)
+                           baseline_weeks=metrics.SILENT_BASELINE_WEEKS, weeks=weeks,
+                           more_weeks=metrics.WEEKS if weeks < metrics.WEEKS else None)
