@@ -152,13 +152,16 @@ def test_an_incident_is_a_ring_with_its_alerts(client, db, analyst):
     kiwanja = village(db)
     first = new_alert(db, category="ATTACK", place_id=kiwanja)
     second = new_alert(db, category="LOOTING", place_id=kiwanja)
-    for alert_id in (first, second):
+    alone = new_alert(db, category="DISPLACEMENT", place_id=kiwanja)  # its own incident, of one report
+    for alert_id in (first, second, alone):
         incidents.assign(db, db.get(Alert, alert_id))
     db.commit()
     signed_in(client, "analyste")
     rings = [f["properties"] for f in drawn(client)["features"] if f["properties"]["kind"] == "incident"]
     assert len(rings) == 1 and rings[0]["alert_count"] == 2 and rings[0]["category"] == "ATTACK"
     assert {a["id"] for a in rings[0]["alerts"]} == {first, second}
+    db.rollback()
+    assert db.get(Alert, alone).incident_id not in (None, rings[0]["id"])  # no ring for one report
 
 
 def test_restricted_reports_are_not_on_the_map_without_the_right(client, db, admin, analyst, monkeypatch):

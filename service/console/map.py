@@ -154,7 +154,8 @@ def as_geojson(db, base, see_restricted: bool, now: datetime, limit: int = MAX_P
     points; the counts as foreign members (RFC 7946 allows them)."""
     rows = db.scalars(base.where(Alert.place_id.in_(_pointed()))
                       .order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)).all()
-    incidents = db.scalars(select(Incident).where(Incident.id.in_({a.incident_id for a in rows if a.incident_id}))).all()
+    incident_ids = {a.incident_id for a in rows if a.incident_id}
+    incidents = db.scalars(select(Incident).where(Incident.id.in_(incident_ids))).all()
     places = _places(db, {a.place_id for a in rows} | {i.place_id for i in incidents})
     features, members = [], {}
     for alert in rows:
@@ -166,7 +167,9 @@ def as_geojson(db, base, see_restricted: bool, now: datetime, limit: int = MAX_P
             "incident": alert.incident_id, "path": url_for("console.alert_detail", alert_id=alert.id)}})
     for incident in incidents:
         place = places.get(incident.place_id)
-        if not _is_point(place) or (restricted(incident.category) and not see_restricted):
+        if incident.alert_count < 2 or not _is_point(place):
+            continue  # a ring says "several reports of one event": one report is its own dot
+        if restricted(incident.category) and not see_restricted:
             continue
         hours = age_hours(incident.last_at, now)
         features.append({"type": "Feature", "geometry": _point(place), "properties": {
