@@ -43,6 +43,7 @@ LEGEND = {
     "status": N_("Status"), "place": N_("Place"), "age": N_("Received"), "hours": N_("%(n)s h ago"),
     "days": N_("%(n)s days ago"), "open": N_("Open the alert"), "alerts": N_("Alerts of this incident"),
     "sources": N_("Sources"), "day": N_("last 24 hours"), "week": N_("last 7 days"), "older": N_("older"),
+    "field": N_("%(name)s: "),
     "newest": N_("Only the %(n)s newest alerts are drawn; narrow the filters to see the others."),
     "failed": N_("The map could not load its data; the list below is complete."),
 }

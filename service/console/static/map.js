@@ -42,7 +42,7 @@
   }
   function row(list, name, value) {
     var li = node("li");
-    li.appendChild(node("span", name + ": ", "name"));
+    li.appendChild(node("span", text.field.replace("%(name)s", name), "name"));
     li.appendChild(document.createTextNode(value));
     list.appendChild(li);
   }
