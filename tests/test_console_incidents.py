@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
+from bot.parsing import EAST
 from service import incidents, triage
 from service.models import Alert, AuditEntry, Incident, Reporter
 from tests.conftest import REPORTER
@@ -216,12 +217,15 @@ def test_the_export_has_hxl_hashtags_no_number_and_restricted_rows_only_for_the_
     ids = [int(r[-1]) for r in table[2:]]
     assert shared in ids and restricted in ids
     assert REPORTER not in body and REPORTER[1:] not in body and REPORTER[4:] not in body
-    only = client.get("/console/export.csv", query_string={"category": "ATTACK", "since": NOW.date().isoformat(),
-                                                            "until": NOW.date().isoformat(), "page": "2"})
-    assert [int(r[-1]) for r in list(csv.reader(io.StringIO(only.get_data(as_text=True))))[2:]] == []
+    yesterday = (NOW - timedelta(days=1)).astimezone(EAST).date().isoformat()  # the inbox's local days
+    only = client.get("/console/export.csv", query_string={"category": "ATTACK", "since": yesterday,
+                                                            "until": yesterday, "page": "2"})
+    assert [int(r[-1]) for r in list(csv.reader(io.StringIO(only.get_data(as_text=True))))[2:]] == [shared]
     assert client.get("/console/export.csv", query_string={"category": "NOPE"}).status_code == 400
-    entry = db.scalar(select(AuditEntry).where(AuditEntry.action == "alerts.export").order_by(AuditEntry.id))
-    assert entry.operator_id == analyst and entry.after == {"filters": {}, "restricted": True}
+    entries = list(db.scalars(select(AuditEntry).where(AuditEntry.action == "alerts.export").order_by(AuditEntry.id)))
+    assert [(e.operator_id, e.after) for e in entries] == [
+        (analyst, {"filters": {}, "restricted": True}),
+        (analyst, {"filters": {"category": "ATTACK", "since": yesterday, "until": yesterday}, "restricted": True})]
     monkeypatch.setattr("service.accounts.RESTRICTED_ROLES", ("administrator",))
     hidden = list(csv.reader(io.StringIO(client.get("/console/export.csv").get_data(as_text=True))))
     assert restricted not in [int(r[-1]) for r in hidden[2:]] and shared in [int(r[-1]) for r in hidden[2:]]
