@@ -53,6 +53,11 @@ class Chart:
         return TOP + PLOT_H + BOTTOM
 
     @property
+    def base(self) -> int:
+        """The y of the bars' foot (SVG's y grows downwards)."""
+        return TOP + PLOT_H
+
+    @property
     def top(self) -> int:
         return max([sum(self.counts[d, k] for k, _name in self.series) for d in self.days] + [1])
 
