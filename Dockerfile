@@ -32,13 +32,18 @@ COPY nlu/data/ nlu/data/
 # Editable on purpose: the code reads flows/, locales/ and data/ next to its packages.
 # Catalogs are compiled here, as root, so the running (read-only) app never writes them.
 RUN pip install --no-deps -e . \
- && python -c "from bot.languages import LANGUAGES; from bot.messages import compile_catalog; [compile_catalog(l) for l in LANGUAGES]" \
+ && install -d /var/lib/alerte && cp -r locales /var/lib/alerte/locales \
+ && LOCALES_DIR=/var/lib/alerte/locales python -c "from bot.languages import LANGUAGES; from bot.messages import compile_catalog; [compile_catalog(l) for l in LANGUAGES]" \
  && python -c "from service.console import i18n; [i18n.compile_catalog(l) for l in i18n.LANGUAGES]" \
  && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin alerte \
+ && chown -R alerte /var/lib/alerte/locales \
  && install -d -o alerte -m 0700 /var/spool/alerte
 # SPOOL_DIR: inbound messages wait here while PostgreSQL is down (a volume shared by web
 # and worker in compose.yaml; a new named volume takes this folder's owner).
 ENV SPOOL_DIR=/var/spool/alerte
+# The bot's catalogs, a writable copy (a volume in compose.yaml): translators save there from
+# the console; web, worker and actions read them when they start.
+ENV LOCALES_DIR=/var/lib/alerte/locales
 # Callers' recordings, encrypted (service/recordings.py): the worker writes, web reads.
 ENV RECORDINGS_DIR=/var/lib/alerte/recordings
 

@@ -13,6 +13,7 @@ of ``[number, message id]`` pairs and renders as "1 Attaque 2 Enlevement".
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -23,7 +24,9 @@ from bot.categories import CODES, label_msgid
 from bot.gsm7 import safe_text, to_gsm7
 from bot.languages import DEFAULT_LANGUAGE, LANGUAGES
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+# The catalogs: the repository's locales/, or LOCALES_DIR (a writable copy in production,
+# where translators save from the console; the processes read it when they start)
+LOCALES_DIR = Path(os.environ.get("LOCALES_DIR") or Path(__file__).resolve().parent.parent / "locales")
 DOMAIN = "messages"
 
 MESSAGES: dict[str, str] = {

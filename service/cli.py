@@ -26,6 +26,7 @@ EXTERNAL = {
     "subscribers": "service.subscribers:cli",
     "prompts": "service.prompts:cli",
     "operators": "service.accounts:cli",
+    "locales": "service.locales_sync:cli",
 }
 
 

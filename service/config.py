@@ -88,6 +88,9 @@ DEFAULTS: dict[str, object] = {
     "RECORDING_ENCRYPTION_KEY": None,  # Fernet key(s), comma-separated, newest first; else derived from SECRET_KEY
     "RECORDING_FETCH_ATTEMPTS": 6,  # tries to fetch a recording from the provider before it is "failed"
     "RECORDING_URL_TTL": 3600,  # s a signed URL of a caller's recording (played back to them) stays valid
+    # the bot's catalogs, where the console's translators save (None: the repository's
+    # locales/; the bot reads the environment variable of the same name at start)
+    "LOCALES_DIR": os.environ.get("LOCALES_DIR") or None,
     # the operator console (service/console/, service/accounts.py)
     "CONSOLE_LANGUAGE": "fr",  # the console's default language (fr, en); an operator may switch
     "CONSOLE_SESSION_HOURS": 12,  # an operator's login lasts this long, then the password again
