@@ -558,3 +558,13 @@ def test_an_operator_registers_a_focal_points_home_village_without_seeing_the_nu
     assert entry.operator_id == analyst and entry.after == {"home_place": reporter.home_place_key}
     forged = post_form(client, f"/console/alerts/{alert_id}", f"/console/alerts/{alert_id}/home", key="CD99999")
     assert "Aucun lieu de ce nom" in shown(client.get(forged.location))
+
+
+def test_the_inbox_links_to_the_export_of_what_it_shows(client, db, analyst):
+    new_alert(db, category="LOOTING")
+    signed_in(client, "analyste")
+    page = client.get("/console/alerts?category=LOOTING").get_data(as_text=True)
+    link = re.search(r'href="(/console/export\.csv[^"]*)"', page)
+    assert link and "category=LOOTING" in link.group(1)
+    exported = client.get(html.unescape(link.group(1)))
+    assert exported.status_code == 200 and "#" in exported.get_data(as_text=True).splitlines()[1]
