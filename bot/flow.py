@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import yaml
 from bot.categories import CODES, label_msgid
 from bot.messages import MESSAGES
 
-FLOWS_DIR = Path(__file__).resolve().parent.parent / "flows"
+# the repository's flows/, or FLOWS_DIR (a writable copy where the console's flow editors
+# save; read when a process starts, and by `alerte train`)
+FLOWS_DIR = Path(os.environ.get("FLOWS_DIR") or Path(__file__).resolve().parent.parent / "flows")
 FIELD_TYPES = ("category", "place", "time", "count", "text")
 ALERT_FIELDS = ("category", "place", "occurred_at", "people_affected", "perpetrator")
 

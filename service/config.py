@@ -91,6 +91,7 @@ DEFAULTS: dict[str, object] = {
     # the bot's catalogs, where the console's translators save (None: the repository's
     # locales/; the bot reads the environment variable of the same name at start)
     "LOCALES_DIR": os.environ.get("LOCALES_DIR") or None,
+    "FLOWS_DIR": os.environ.get("FLOWS_DIR") or None,  # the same for the alert form (flows/alert.yml)
     # the operator console (service/console/, service/accounts.py)
     "CONSOLE_LANGUAGE": "fr",  # the console's default language (fr, en); an operator may switch
     "CONSOLE_SESSION_HOURS": 12,  # an operator's login lasts this long, then the password again
