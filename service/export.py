@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from bot.categories import BY_CODE
 from bot.parsing import EAST
+from service import reporters
 from service.logging import REDACTED, redact
 from service.models import Alert, Place
 from service.triage import TRIAGE_STATUSES
@@ -156,7 +157,8 @@ def rows(session: Session, filters: Filters | None = None, include_restricted: b
     """The header, the hashtags, then one row per alert (oldest first), read in batches."""
     yield list(HEADER)
     yield list(HXL)
-    query = select(Alert, Place).outerjoin(Place, Alert.place_id == Place.id).where(Alert.status != "draft")
+    query = reporters.real_alerts(select(Alert, Place).outerjoin(Place, Alert.place_id == Place.id)
+                                  .where(Alert.status != "draft"))  # never the console simulator's
     if not include_restricted:
         hidden = [c.code for c in BY_CODE.values() if c.restricted]
         query = query.where(Alert.category.is_(None) | Alert.category.not_in(hidden))

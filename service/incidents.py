@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from bot.categories import BY_CODE
-from service import audit
+from service import audit, reporters
 from service.models import Alert, Incident, Operator, Place, utcnow
 from service.targeting import distance_km
 
@@ -216,7 +216,7 @@ def backfill(session: Session, limit: int = 500) -> int:
     """Assign alerts that left draft without an incident, oldest first; returns how many.
     For a sweep: it commits nothing, the caller commits (a page at a time)."""
     done = 0
-    for alert in session.scalars(select(Alert).where(Alert.incident_id.is_(None), Alert.status != DRAFT)
+    for alert in session.scalars(reporters.real_alerts(select(Alert).where(Alert.incident_id.is_(None), Alert.status != DRAFT))
                                  .order_by(Alert.id).limit(limit)).all():
         assign(session, alert)
         done += 1

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.models import Conversation, Reporter, Subscriber, utcnow
+from service.models import Conversation, Message, Reporter, Subscriber, utcnow
 from service.privacy import Identity
 
 log = logging.getLogger(__name__)
@@ -177,3 +177,21 @@ def purge_expired_numbers(session: Session) -> int:
 def aware(value: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes even for timezone-aware columns."""
     return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+# --- the console's simulator (service/console/simulator.py) --------------------------------
+
+SIMULATOR = "simulator"  # the provider of its messages and the channel of anything it signs up
+
+
+def simulated():
+    """The ids of reporters who wrote through the simulator (a subquery): real-data queries
+    leave them out (`Alert.reporter_id.not_in(simulated())`), and nothing is sent to them."""
+    return select(Message.reporter_id).where(Message.provider == SIMULATOR, Message.reporter_id.is_not(None)) \
+        .distinct().scalar_subquery()
+
+
+def real_alerts(query):
+    """`query` on alerts without the simulator's."""
+    from service.models import Alert
+    return query.where((Alert.reporter_id.is_(None)) | Alert.reporter_id.not_in(simulated()))

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from bot.categories import BY_CODE
 from bot.places import PlaceRecord, default_gazetteer
 from service.models import Alert, Group, Reporter, Subscriber, subscriber_groups
+from service.reporters import SIMULATOR
 
 MAX_KM = 300.0
 MAX_ITEMS = 500  # places or groups in one broadcast's targets
@@ -204,7 +205,8 @@ def recipients(session: Session, targets: Targets, after: int = 0, limit: int = 
     query = (select(Subscriber.id, Subscriber.reporter_id, Subscriber.language, Subscriber.channel,
                     Subscriber.lat, Subscriber.lon, matched_elsewhere.label("elsewhere"))
              .join(Reporter, Reporter.id == Subscriber.reporter_id)
-             .where(Subscriber.status == "active", Reporter.opted_out.is_(False), Subscriber.id > after, condition)
+             .where(Subscriber.status == "active", Reporter.opted_out.is_(False), Subscriber.id > after, condition,
+                    or_(Subscriber.channel.is_(None), Subscriber.channel != SIMULATOR))
              .order_by(Subscriber.id).limit(limit))
     rows = session.execute(query).all()
     page = [Recipient(r.id, r.reporter_id, r.language, r.channel) for r in rows

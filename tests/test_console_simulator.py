@@ -162,3 +162,50 @@ def test_english(client, db, translator):
     client.get("/console/language/en")
     page = shown(client.get(PAGE))
     assert "Simulator" in page and "Nothing is ever sent to a phone." in page
+
+
+# --- nothing of the simulator reaches a phone or the real data -------------------------------
+
+def test_a_queued_simulator_message_is_suppressed_by_the_outbox_whatever_path_queued_it(
+        app, client, db, translator, twilio_standin):
+    """The spool or a retry could queue a reply to the test identity: the outbox refuses."""
+    from service import outbox
+    signed_in(client, "traductrice")
+    say(client, "bonjour")
+    inbound = stored(db)[0]
+    reply = Message(direction="out", channel="sms", provider=simulator.PROVIDER, reporter_id=inbound.reporter_id,
+                    body="a later reply", status="queued", attempts=0)
+    db.add(reply)
+    db.commit()
+    with app.app_context():
+        svc = inbox.Services.current()
+        assert outbox.send(svc.session, reply.id, svc.channels, svc.identity, 3) == "suppressed"
+    assert twilio_standin.sent == []
+
+
+def test_a_simulator_subscriber_is_no_broadcast_recipient(db, translator, client):
+    from service import targeting
+    from service.models import Subscriber
+    signed_in(client, "traductrice")
+    say(client, "bonjour")
+    reporter_id = stored(db)[0].reporter_id
+    db.add(Subscriber(reporter_id=reporter_id, language="fr", channel=simulator.PROVIDER, status="active"))
+    db.commit()
+    page, _ = targeting.recipients(db, targeting.Targets(everyone=True))
+    assert reporter_id not in {r.reporter_id for r in page}
+
+
+def test_a_confirmed_simulator_alert_stays_out_of_the_inbox_and_the_export(client, db, translator, admin):
+    from service import export
+    signed_in(client, "traductrice")
+    say(client, "bonjour")
+    reporter_id = stored(db)[0].reporter_id
+    alert = Alert(status="new", category="ATTACK", channel="sms", reporter_id=reporter_id)
+    db.add(alert)
+    db.commit()
+    client.get("/console/logout")
+    signed_in(client, "admin")
+    assert client.get(f"/console/alerts/{alert.id}").status_code == 404
+    assert f'href="/console/alerts/{alert.id}"' not in client.get("/console/alerts").get_data(as_text=True)
+    rows = list(export.lines(db, filters=export.Filters(), include_restricted=True))
+    assert len(rows) == 2  # the header and the HXL row only

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.categories import CATEGORIES, CODES
 from bot.parsing import EAST
 from bot.places import default_gazetteer
-from service import accounts, alerts, audit, notify, recordings, reveal, triage
+from service import accounts, alerts, audit, notify, recordings, reporters, reveal, triage
 from service.console import bp
 from service.console.auth import current_operator, requires
 from service.console.i18n import STATUS_LABELS, N_, _, label
@@ -86,8 +86,8 @@ def _day_start(day: date) -> datetime:
 
 
 def visible(query, operator):
-    """Drafts never; restricted categories only for those who may see them."""
-    query = query.where(Alert.status != "draft")
+    """Drafts and the simulator's never; restricted categories only for those who may see them."""
+    query = reporters.real_alerts(query.where(Alert.status != "draft"))  # never the simulator's
     if not accounts.can(operator, "see_restricted"):
         query = query.where(or_(Alert.category.is_(None), Alert.category.notin_(RESTRICTED)))
     return query
