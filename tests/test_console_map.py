@@ -13,12 +13,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
+from werkzeug.datastructures import MultiDict
 
 from bot.categories import CODES
 from service import accounts, incidents
 from service.console import map as console_map
-from service.models import Alert, Message, Place
+from service.console.inbox import Filters, filtered, visible
+from service.models import Alert, Message, Operator, Place
 from tests.conftest import REPORTER
 from tests.test_console import make_operator, new_alert, place, shown, signed_in
 from tests.test_console import admin, analyst, app_config, db  # noqa: F401  fixtures
@@ -235,3 +237,72 @@ def test_the_vendored_leaflet_is_the_pinned_release_file_for_file():
         assert hashlib.sha256((LEAFLET / name).read_bytes()).hexdigest() == digest, name
     assert lines[1].split()[1] in (ROOT / "scripts" / "vendor_leaflet.sh").read_text()
     assert "BSD 2-Clause" in (LEAFLET / "LICENSE").read_text() or "Redistribution" in (LEAFLET / "LICENSE").read_text()
+
+
+# --- what the data costs ------------------------------------------------------------------------
+
+def _statements(engine, run) -> list[str]:
+    """The SQL run by run(), as sent."""
+    seen = []
+
+    def note(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    return seen
+
+
+def test_the_counts_are_one_query_with_the_four_figures_of_each_filter(client, db, admin, analyst, monkeypatch):
+    kiwanja = village(db)
+    uvira = village(db, key="gn:2", name="Uvira", lat=-3.39, lon=29.14, territory=("CD6209", "Uvira"))
+    no_coords = place(db, "gn:3", "Sans coordonnées")  # a locality without lat/lon: no point
+    rutshuru = place(db, "CD6104", "Rutshuru", level="adm2")
+    for place_id, category in ((kiwanja, "ATTACK"), (kiwanja, "THREAT"), (uvira, "ATTACK"), (no_coords, "ATTACK"),
+                               (rutshuru, "ATTACK"), (None, "ATTACK"), (None, None), (kiwanja, "SEXUAL_VIOLENCE")):
+        new_alert(db, category=category, place_id=place_id)
+    new_alert(db, status="draft", place_id=kiwanja)
+    monkeypatch.setattr(accounts, "RESTRICTED_ROLES", ("administrator",))
+    engine = db.get_bind()
+    expected = {  # total, drawn, no_place, area_only
+        ("admin", ""): (8, 4, 2, 2), ("analyste", ""): (7, 3, 2, 2),
+        ("analyste", "category=ATTACK"): (5, 2, 1, 2), ("analyste", "province=CD61"): (5, 3, 0, 2),
+        ("analyste", "territory=CD6209"): (1, 1, 0, 0), ("admin", "territory=CD6104"): (5, 3, 0, 2)}
+    for (who, query), figures in expected.items():
+        operator = db.scalar(select(Operator).where(Operator.username == who))
+        f, _errors = Filters.parse(MultiDict([query.split("=")] if query else []))
+        base = filtered(visible(select(Alert), operator), f)
+        found = {}
+        sql = _statements(engine, lambda: found.update(console_map.counts(db, base)))
+        assert len(sql) == 1, sql
+        assert (found["total"], found["drawn"], found["no_place"], found["area_only"]) == figures, (who, query)
+        signed_in(client, who)
+        data = drawn(client, **dict([query.split("=")] if query else []))
+        assert (data["total"], data["drawn"], data["no_place"], data["area_only"]) == figures, (who, query)
+        assert data["shown"] == figures[1] == len(alert_ids(data))
+
+
+def test_the_data_reads_only_what_it_draws_and_writes_each_link_from_one_template(client, db, analyst):
+    kiwanja = village(db, lat=-1.0512345678, lon=29.4567891234)
+    ids = [new_alert(db, place_id=kiwanja, description="ne pas charger") for _ in range(3)]
+    for alert_id in ids:
+        incidents.assign(db, db.get(Alert, alert_id))
+    db.commit()
+    signed_in(client, "analyste")
+    statements = []
+    sql = _statements(db.get_bind(), lambda: statements.append(drawn(client)))
+    data = statements[0]
+    selected = [s.split("FROM", 1)[0] for s in sql if "FROM alerts" in s]  # what is read, not what is filtered on
+    assert selected and not [s for s in selected if "description" in s or "reporter_id" in s]
+    assert len([s for s in sql if "CASE WHEN" in s]) == 1  # the counts
+    assert len([s for s in sql if "FROM alerts" in s]) == 2  # the counts and the points
+    by_kind = {}
+    for feature in data["features"]:
+        by_kind.setdefault(feature["properties"]["kind"], []).append(feature)
+        assert feature["geometry"]["coordinates"] == [29.45679, -1.05123]  # 5 decimals, about a metre
+    assert {f["properties"]["path"] for f in by_kind["alert"]} == {f"/console/alerts/{i}" for i in ids}
+    (ring,) = by_kind["incident"]
+    assert ring["properties"]["alerts"] == [{"id": i, "path": f"/console/alerts/{i}"} for i in sorted(ids, reverse=True)]
+
