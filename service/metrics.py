@@ -5,16 +5,17 @@ ISO week of submission, how long from a report (submitted_at, else created_at) t
 first "acknowledged" step and to its "dispatched" step. And in this conflict silence can
 mean the network is cut: territories that usually report and have gone quiet.
 
-Each metric is one query; medians and percentiles are computed here, the same way on
-SQLite and PostgreSQL (linear interpolation, like PostgreSQL's percentile_cont).
+Each metric is one grouped query (plus one for the places' areas); medians and percentiles
+are computed here from per-alert durations, the same way on SQLite and PostgreSQL (linear
+interpolation, like PostgreSQL's percentile_cont). Eastern DRC days and weeks (UTC+2, no DST)
+come from epoch seconds by integer arithmetic (`epoch_us`, `east_day`), not per-row datetimes.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, Integer, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from bot.categories import BY_CODE
@@ -65,39 +66,103 @@ def _restrict(query, include_restricted: bool):
     return query.where(Alert.category.is_(None) | Alert.category.not_in(HIDDEN))
 
 
+EAST_OFFSET_S = 2 * 3600  # eastern DRC is UTC+2 all year (no DST): days and weeks by integer arithmetic
+_EPOCH = date(1970, 1, 1)
+
+
+def epoch_us(session: Session, value):
+    """SQL for a timestamp as integer microseconds since 1970-01-01 UTC, on SQLite and PostgreSQL.
+
+    PostgreSQL's extract(epoch ...) is exact (numeric); SQLite stores SQLAlchemy's
+    "YYYY-MM-DD HH:MM:SS.ffffff" (UTC, no offset): whole seconds by strftime('%s') of the
+    text without its fraction, the microseconds from the text. Integers, so durations come out as timedelta.total_seconds()."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.extract("epoch", value) * 1000000, BigInteger)
+    return (_sqlite_seconds(value) * 1000000
+            + case((func.substr(value, 20, 1) == ".", cast(func.substr(value, 21, 6), Integer)), else_=0))
+
+
+def east_day(session: Session, value):
+    """SQL for the eastern DRC day of a timestamp, as days since 1970-01-01 (see `day_of`)."""
+    if session.get_bind().dialect.name == "postgresql":  # date_part: double precision, cheaper than numeric
+        return cast(func.floor((func.date_part("epoch", value) + EAST_OFFSET_S) / 86400), BigInteger)
+    # SQLite's integer division truncates: fine for timestamps after 1970
+    return (_sqlite_seconds(value) + EAST_OFFSET_S) / 86400
+
+
+def _sqlite_seconds(value):
+    """Whole seconds since 1970 of SQLite's text: of its first 19 characters, as SQLite would
+    round .9995 and more up to the next second (it keeps milliseconds)."""
+    return cast(func.strftime("%s", func.substr(value, 1, 19)), Integer)
+
+
+def day_of(number: int) -> date:
+    return _EPOCH + timedelta(days=number)
+
+
+def _place_areas(session: Session, ids) -> dict[int, list[tuple[str, str, str | None]]]:
+    """Per place id, the (level, p-code, name) areas its alerts count in (`_areas`)."""
+    ids, found = sorted({i for i in ids if i is not None}), {}
+    for n in range(0, len(ids), 5000):
+        for row in session.execute(select(Place.id, Place.level, Place.key, Place.admin1_pcode, Place.admin1_name,
+                                          Place.admin2_pcode, Place.admin2_name, Place.name)
+                                   .where(Place.id.in_(ids[n:n + 5000]))):
+            found[row[0]] = _areas(*row[1:])
+    return found
+
+
 def response_times(session: Session, weeks: int = WEEKS, now: datetime | None = None,
                    include_restricted: bool = False) -> list[dict]:
     """One row per (area, ISO week) of the last `weeks` weeks, plus "all" areas per week.
 
     Times are in seconds. `alerts` counts reports submitted that week; `acknowledged` and
-    `dispatched` those that reached the step (at any time since)."""
+    `dispatched` those that reached the step (at any time since).
+
+    One query: per alert of the window its submission and first acknowledged and dispatched
+    times (alerts joined with their steps and grouped per alert, not a subquery per row), as
+    integer microseconds; the places' areas in a second small query; then integer
+    arithmetic (weeks from days since 1970, eastern DRC time) and the percentiles."""
     now = _utc(now or datetime.now(timezone.utc))
     start = _week_start(now) - timedelta(weeks=weeks - 1)
     submitted = func.coalesce(Alert.submitted_at, Alert.created_at)
-    first_ack = (select(func.min(AlertEvent.at)).where(AlertEvent.alert_id == Alert.id,
-                                                        AlertEvent.to_status == "acknowledged")
-                 .correlate(Alert).scalar_subquery())
-    first_dispatch = (select(func.min(AlertEvent.at)).where(AlertEvent.alert_id == Alert.id,
-                                                             AlertEvent.to_status == "dispatched")
-                      .correlate(Alert).scalar_subquery())
-    query = (select(Alert.submitted_at, Alert.created_at, first_ack, first_dispatch, Place.level, Place.key,
-                    Place.admin1_pcode, Place.admin1_name, Place.admin2_pcode, Place.admin2_name, Place.name)
-             .outerjoin(Place, Alert.place_id == Place.id)
-             .where(Alert.status != "draft", submitted >= start, submitted <= now))
+    # one scan of each table: the window's alerts joined with their steps, grouped per alert
+    ack = func.min(case((AlertEvent.to_status == "acknowledged", AlertEvent.at)))
+    dispatch = func.min(case((AlertEvent.to_status == "dispatched", AlertEvent.at)))
+    query = (select(epoch_us(session, submitted), epoch_us(session, ack), epoch_us(session, dispatch), Alert.place_id)
+             .outerjoin(AlertEvent, (AlertEvent.alert_id == Alert.id)
+                        & AlertEvent.to_status.in_(("acknowledged", "dispatched")))
+             .where(Alert.status != "draft", submitted >= start, submitted <= now)
+             .group_by(Alert.id))
+    rows = session.execute(_restrict(query, include_restricted)).all()
+    # first per (eastern day, place): one dict look-up per alert; then into each area and week
+    buckets: dict[tuple, list] = {}  # (day, place id) -> [alerts, ack times, dispatch times]
+    for at, ack, dispatch, place_id in rows:
+        key = ((at // 1000000 + EAST_OFFSET_S) // 86400, place_id)
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = buckets[key] = [0, [], []]
+        bucket[0] += 1
+        if ack is not None:
+            bucket[1].append(max(ack - at, 0) / 1000000)
+        if dispatch is not None:
+            bucket[2].append(max(dispatch - at, 0) / 1000000)
+    areas = _place_areas(session, {place_id for _day, place_id in buckets})
+    unplaced = [("none", None, None)]
+    weeks_of: dict[int, str] = {}
     groups: dict[tuple, dict] = {}
-    for row in session.execute(_restrict(query, include_restricted)):
-        at = _utc(row.submitted_at or row.created_at)
-        week = iso_week(at)
-        ack = (_utc(row[2]) - at).total_seconds() if row[2] is not None else None
-        dispatch = (_utc(row[3]) - at).total_seconds() if row[3] is not None else None
-        for level, pcode, name in [("all", None, None), *_areas(*row[4:])]:
-            group = groups.setdefault((level, pcode, week), {
-                "level": level, "pcode": pcode, "name": name, "week": week, "alerts": 0, "ack": [], "dispatch": []})
-            group["alerts"] += 1
-            if ack is not None:
-                group["ack"].append(max(ack, 0.0))
-            if dispatch is not None:
-                group["dispatch"].append(max(dispatch, 0.0))
+    for (day, place_id), (alerts, acks, dispatches) in buckets.items():
+        week = weeks_of.get(day)
+        if week is None:
+            year, number, _ = day_of(day).isocalendar()
+            week = weeks_of[day] = f"{year}-W{number:02d}"
+        for level, pcode, name in [("all", None, None), *areas.get(place_id, unplaced)]:
+            group = groups.get((level, pcode, week))
+            if group is None:
+                group = groups[level, pcode, week] = {"level": level, "pcode": pcode, "name": name, "week": week,
+                                                      "alerts": 0, "ack": [], "dispatch": []}
+            group["alerts"] += alerts
+            group["ack"] += acks
+            group["dispatch"] += dispatches
     order = {"all": 0, "adm1": 1, "adm2": 2, "none": 3}
     result = []
     for key in sorted(groups, key=lambda k: (k[2], order[k[0]], k[1] or "")):
@@ -118,30 +183,33 @@ def silent_areas(session: Session, now: datetime | None = None, weeks: int = SIL
 
     Every report counts, whatever its status (even a draft or an abandoned one shows that
     the line works); its time is when it reached us (submitted_at, else created_at).
-    Longest silence first."""
+    Longest silence first. Counted in SQL per place (recent, all, last), summed here per territory."""
     now = _utc(now or datetime.now(timezone.utc))
     quiet_from = now - timedelta(days=quiet_days)
     baseline_from = quiet_from - timedelta(weeks=weeks)
     received = func.coalesce(Alert.submitted_at, Alert.created_at)
-    query = (select(received, Place.level, Place.key, Place.admin1_pcode, Place.admin1_name,
-                    Place.admin2_pcode, Place.admin2_name, Place.name)
-             .join(Place, Alert.place_id == Place.id)
-             .where(received >= baseline_from, received <= now))
+    query = (select(Alert.place_id, func.sum(case((received >= quiet_from, 1), else_=0)), func.count(),
+                    func.max(received))
+             .where(Alert.place_id.is_not(None), received >= baseline_from, received <= now))
+    per_place = session.execute(_restrict(query, include_restricted).group_by(Alert.place_id)).all()
+    places = {row[0]: row[1:] for row in session.execute(
+        select(Place.id, Place.level, Place.key, Place.admin1_pcode, Place.admin1_name, Place.admin2_name, Place.name,
+               Place.admin2_pcode).where(Place.id.in_([r[0] for r in per_place])))} if per_place else {}
     areas: dict[str, dict] = {}
-    for at, level, key, admin1, admin1_name, admin2, admin2_name, name in session.execute(
-            _restrict(query, include_restricted)):
-        at = _utc(at)
+    for place_id, recent, count, last in per_place:
+        if place_id not in places:  # a dangling place_id (SQLite without foreign keys): the old inner join
+            continue
+        level, key, admin1, admin1_name, admin2_name, name, admin2 = places[place_id]
         territory = key if level == "adm2" else admin2
         if not territory:
             continue
+        last = _utc(last)
         area = areas.setdefault(territory, {"pcode": territory, "name": name if level == "adm2" else admin2_name,
                                             "admin1": admin1, "admin1_name": admin1_name,
-                                            "baseline": 0, "recent": 0, "last": at})
-        area["last"] = max(area["last"], at)
-        if at >= quiet_from:
-            area["recent"] += 1
-        else:
-            area["baseline"] += 1
+                                            "baseline": 0, "recent": 0, "last": last})
+        area["last"] = max(area["last"], last)
+        area["recent"] += int(recent)
+        area["baseline"] += count - int(recent)
     silent = []
     for area in areas.values():
         usual = area["baseline"] / weeks

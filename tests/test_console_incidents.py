@@ -197,6 +197,54 @@ def test_restricted_categories_are_counted_only_for_those_who_may_see_them(clien
     assert "Violences sexuelles" not in text and "<svg" not in text
 
 
+def test_the_charts_count_per_eastern_day_like_a_plain_computation(app, db, monkeypatch):
+    """The charts' grouped query (days from epoch seconds in SQL) against counting each alert
+    with its datetime, to the microsecond at eastern midnights and at the window's start."""
+    from collections import Counter
+
+    from service import accounts
+    from service.console import dashboard
+
+    now = datetime(2024, 3, 6, 12, 0, tzinfo=timezone.utc)
+    spots = [place(db, "a", "A"), place(db, "b", "B", admin1=("CD62", "Sud-Kivu"), admin2=("CD6201", "Kalehe")),
+             place(db, "CD63", "Tanganyika", level="adm1", admin1=(None, None), admin2=(None, None)),
+             place(db, "c", "C", admin1=(None, None), admin2=(None, None)), None]
+    start = datetime(2024, 2, 6, tzinfo=EAST)  # 30 eastern days up to today
+    edges = [start - timedelta(microseconds=1), start, datetime(2024, 3, 3, 22, tzinfo=timezone.utc),
+             datetime(2024, 3, 3, 21, 59, 59, 999999, tzinfo=timezone.utc), now, now + timedelta(hours=13)]
+    rng = __import__("random").Random(7)
+    times = edges + [now - timedelta(seconds=rng.uniform(0, 86400 * 35)) for _ in range(200)]
+    for n, at in enumerate(times):
+        spot = rng.choice(spots)
+        new_alert(db, status=rng.choice(["new", "closed", "draft"]),
+                  category=rng.choice(["ATTACK", "LOOTING", "SEXUAL_VIOLENCE", None]),
+                  place_id=spot, created_at=at if n % 3 else at - timedelta(hours=30),
+                  submitted_at=at if n % 3 else None)
+    alerts = list(db.scalars(select(Alert)))
+    for restricted in (False, True):
+        monkeypatch.setattr(dashboard, "current_operator", lambda: restricted)
+        monkeypatch.setattr(accounts, "can", lambda operator, permission: bool(operator))
+        with app.test_request_context():
+            by_category, by_province = dashboard._charts(db, now)
+        categories, provinces, names = Counter(), Counter(), {}
+        for alert in alerts:
+            at = alert.submitted_at or alert.created_at
+            at = at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+            if alert.status == "draft" or at < start or (not restricted and alert.category == "SEXUAL_VIOLENCE"):
+                continue
+            day, p = at.astimezone(EAST).date(), alert.place
+            province = ((p.key if p.level == "adm1" else p.admin1_pcode) if p else None) or ""
+            names.setdefault(province, ((p.name if p.level == "adm1" else p.admin1_name) if p else None) or province)
+            categories[day, alert.category or ""] += 1
+            provinces[day, province] += 1
+        assert +by_category.counts == categories and +by_province.counts == provinces
+        assert sum(categories.values()) > 50 and (("SEXUAL_VIOLENCE" in {c for _d, c in categories}) == restricted)
+        assert [k for k, _n in by_province.series] == sorted(
+            names, key=lambda k: (-sum(n for (_d, p), n in provinces.items() if p == k), k))
+        assert {k: n for k, n in by_province.series if k} == {k: n for k, n in names.items() if k}
+        assert by_category.days[-1] == now.astimezone(EAST).date() and len(by_category.days) == 30
+
+
 # --- the CSV export -------------------------------------------------------------------------------
 
 def test_the_export_has_hxl_hashtags_no_number_and_restricted_rows_only_for_the_right_role(

@@ -3,10 +3,13 @@ timestamps on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import DateTime, literal, select
 
+from bot.parsing import EAST
 from service import metrics
 from service.models import Alert, AlertEvent, Place
 
@@ -120,3 +123,146 @@ def test_the_metrics_api_needs_the_token_and_checks_its_numbers(client, db, plac
     assert [a["pcode"] for a in silent["areas"]] == ["CD6201"] and silent["days"] == metrics.SILENT_DAYS
     assert client.get("/api/v1/metrics/silent-areas?days=soon", headers=AUTH).status_code == 400
     assert client.get("/api/v1/metrics/response-times?weeks=x", headers=AUTH).status_code == 400
+
+
+# --- the grouped queries against a straightforward computation ----------------------------------
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+@pytest.fixture
+def mixed(db):
+    """Fixed pseudo-random reports: every status, restricted categories, no place, a province
+    and a territory as the place, submitted or only created, microseconds, several
+    acknowledgements, a step before submission, eastern midnights and week ends to the microsecond."""
+    rng = random.Random(20240306)
+    spots = [place(db, "x:a", "CD61", "CD6104"), place(db, "x:b", "CD61", "CD6105"),
+             place(db, "x:c", "CD62", "CD6201"), place(db, "x:d", "CD62", None)]
+    spots.append(Place(key="CD63", name="prov CD63", level="adm1", admin1_pcode=None))
+    spots.append(Place(key="CD6301", name="terr CD6301", level="adm2", admin1_pcode="CD63", admin1_name="prov CD63"))
+    db.add_all(spots[-2:])
+    db.flush()
+    spots.append(None)
+    categories = ["ATTACK", "LOOTING", "SEXUAL_VIOLENCE", "THREAT", None]
+    sunday_night = datetime(2024, 3, 3, 22, 0, tzinfo=timezone.utc)  # Monday 00:00 in Goma, week W10
+    edges = [sunday_night - timedelta(microseconds=1), sunday_night, sunday_night + timedelta(microseconds=1),
+             NOW - timedelta(days=7), NOW - timedelta(days=7, microseconds=1), NOW]
+    times = edges + [NOW - timedelta(seconds=rng.uniform(0, 86400 * 11 * 7)) for _ in range(250)]
+    for n, at in enumerate(times):
+        at = at.replace(microsecond=at.microsecond if n < len(edges) else rng.randrange(1_000_000))
+        alert = Alert(category=rng.choice(categories), place=rng.choice(spots), channel="sms",
+                      status=rng.choice(["new", "new", "acknowledged", "closed", "draft", "incomplete"]),
+                      created_at=at - timedelta(seconds=rng.randrange(0, 4000)),
+                      submitted_at=None if n % 5 == 0 else at)
+        db.add(alert)
+        db.flush()
+        for to in ("acknowledged", "acknowledged", "dispatched", "verified"):
+            if rng.random() < 0.6:
+                delay = timedelta(seconds=rng.uniform(-600, 86400 * 3), microseconds=rng.randrange(1_000_000))
+                db.add(AlertEvent(alert_id=alert.id, from_status="x", to_status=to, at=at + delay))
+    db.commit()
+
+
+def _plain_response_times(db, weeks, now, include_restricted):
+    """The metric as its definition reads: every alert, its events, datetimes."""
+    start = metrics._week_start(now) - timedelta(weeks=weeks - 1)
+    groups = {}
+    for alert in db.scalars(select(Alert)):
+        at = _utc(alert.submitted_at or alert.created_at)
+        if alert.status == "draft" or not start <= at <= now or (
+                not include_restricted and alert.category in metrics.HIDDEN):
+            continue
+        events = db.scalars(select(AlertEvent).where(AlertEvent.alert_id == alert.id)).all()
+        steps = {}
+        for to in ("acknowledged", "dispatched"):
+            times = [_utc(e.at) for e in events if e.to_status == to]
+            steps[to] = max((min(times) - at).total_seconds(), 0.0) if times else None
+        p = alert.place
+        areas = metrics._areas(*((p.level, p.key, p.admin1_pcode, p.admin1_name, p.admin2_pcode, p.admin2_name,
+                                  p.name) if p else (None,) * 7))
+        week = metrics.iso_week(at)
+        for level, pcode, name in [("all", None, None), *areas]:
+            group = groups.setdefault((level, pcode, week), {"level": level, "pcode": pcode, "name": name,
+                                                             "week": week, "alerts": 0, "ack": [], "dispatch": []})
+            group["alerts"] += 1
+            for to, key in (("acknowledged", "ack"), ("dispatched", "dispatch")):
+                if steps[to] is not None:
+                    group[key].append(steps[to])
+    order = {"all": 0, "adm1": 1, "adm2": 2, "none": 3}
+    result = []
+    for key in sorted(groups, key=lambda k: (k[2], order[k[0]], k[1] or "")):
+        group = groups[key]
+        ack, dispatch = group.pop("ack"), group.pop("dispatch")
+        result.append({**group, "acknowledged": len(ack), "dispatched": len(dispatch),
+                       "ack_median_s": metrics.percentile(ack, 0.5), "ack_p90_s": metrics.percentile(ack, 0.9),
+                       "dispatch_median_s": metrics.percentile(dispatch, 0.5),
+                       "dispatch_p90_s": metrics.percentile(dispatch, 0.9)})
+    return result
+
+
+def _plain_silent_areas(db, now, weeks, min_weekly, quiet_days, include_restricted):
+    quiet_from = now - timedelta(days=quiet_days)
+    baseline_from = quiet_from - timedelta(weeks=weeks)
+    areas = {}
+    for alert in db.scalars(select(Alert)):
+        at, p = _utc(alert.submitted_at or alert.created_at), alert.place
+        if p is None or not baseline_from <= at <= now or (not include_restricted and alert.category in metrics.HIDDEN):
+            continue
+        territory = p.key if p.level == "adm2" else p.admin2_pcode
+        if not territory:
+            continue
+        area = areas.setdefault(territory, {"pcode": territory, "name": p.name if p.level == "adm2" else p.admin2_name,
+                                            "admin1": p.admin1_pcode, "admin1_name": p.admin1_name,
+                                            "baseline": 0, "recent": 0, "last": at})
+        area["last"] = max(area["last"], at)
+        area["recent" if at >= quiet_from else "baseline"] += 1
+    return sorted(({"pcode": a["pcode"], "name": a["name"], "admin1": a["admin1"], "admin1_name": a["admin1_name"],
+                    "usual_weekly": round(a["baseline"] / weeks, 2), "last_report_at": a["last"].isoformat(),
+                    "days_since_last": round((now - a["last"]).total_seconds() / 86400, 1)}
+                   for a in areas.values() if a["recent"] == 0 and a["baseline"] / weeks >= min_weekly),
+                  key=lambda a: (-a["days_since_last"], a["pcode"]))
+
+
+@pytest.mark.parametrize("include_restricted", [False, True])
+@pytest.mark.parametrize("weeks", [1, 4, 8])
+def test_response_times_are_those_of_a_plain_computation(db, mixed, weeks, include_restricted):
+    got = metrics.response_times(db, weeks=weeks, now=NOW, include_restricted=include_restricted)
+    assert got == _plain_response_times(db, weeks, NOW, include_restricted)
+    assert len(got) > 5 * weeks if weeks > 1 else len(got) > 5
+
+
+def test_response_times_keep_microseconds_and_eastern_weeks(db, places):
+    sunday_night = datetime(2024, 3, 3, 22, 0, tzinfo=timezone.utc)  # Monday 00:00 in Goma
+    report(db, places["beni"], sunday_night - timedelta(microseconds=1), ack=timedelta(seconds=1, microseconds=7))
+    report(db, places["kalehe"], sunday_night, ack=timedelta(microseconds=-3), dispatch=timedelta(days=2, seconds=0.25))
+    db.commit()
+    rows = metrics.response_times(db, weeks=2, now=NOW)
+    assert row(rows, "adm2", "CD6104", "2024-W09")["ack_median_s"] == 1.000007
+    kalehe = row(rows, "adm2", "CD6201", "2024-W10")
+    assert kalehe["ack_median_s"] == 0.0 and kalehe["dispatch_p90_s"] == 172800.25
+    assert {(r["level"], r["week"]) for r in rows if r["level"] == "all"} == {("all", "2024-W09"), ("all", "2024-W10")}
+
+
+@pytest.mark.parametrize("include_restricted", [False, True])
+@pytest.mark.parametrize("weeks,min_weekly,quiet_days", [(8, 1.0, 7), (8, 0.3, 7), (2, 0.5, 3), (4, 0.0, 20)])
+def test_silent_areas_are_those_of_a_plain_computation(db, mixed, weeks, min_weekly, quiet_days, include_restricted):
+    got = metrics.silent_areas(db, now=NOW, weeks=weeks, min_weekly=min_weekly, quiet_days=quiet_days,
+                               include_restricted=include_restricted)
+    assert got == _plain_silent_areas(db, NOW, weeks, min_weekly, quiet_days, include_restricted)
+
+
+def test_silent_areas_on_a_busy_line_are_none(db, mixed):
+    later = NOW + timedelta(days=1)
+    assert metrics.silent_areas(db, now=later, min_weekly=0.0, quiet_days=1) == _plain_silent_areas(
+        db, later, 8, 0.0, 1, False)
+
+
+def test_eastern_days_from_epoch_seconds_in_sql(db):
+    assert EAST.utcoffset(datetime(2024, 7, 1)) == timedelta(seconds=metrics.EAST_OFFSET_S)
+    for at in (datetime(2024, 3, 3, 21, 59, 59, 999999), datetime(2024, 3, 3, 22, 0), datetime(2023, 12, 31, 22, 0),
+               datetime(2024, 2, 29, 12, 30, 0, 5)):
+        value = literal(at.replace(tzinfo=timezone.utc), DateTime(timezone=True))
+        day, us = db.execute(select(metrics.east_day(db, value), metrics.epoch_us(db, value))).one()
+        assert metrics.day_of(int(day)) == at.replace(tzinfo=timezone.utc).astimezone(EAST).date()
+        assert us == (at - datetime(1970, 1, 1)) // timedelta(microseconds=1)
