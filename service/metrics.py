@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from bot.categories import BY_CODE
 from bot.parsing import EAST
+from service import reporters
 from service.models import Alert, AlertEvent, Place
 
 WEEKS = 8
@@ -61,6 +62,8 @@ def _areas(level, key, admin1, admin1_name, admin2, admin2_name, name) -> list[t
 
 
 def _restrict(query, include_restricted: bool):
+    """Never the console simulator's reports; restricted categories only when asked."""
+    query = reporters.real_alerts(query)
     if include_restricted:
         return query
     return query.where(Alert.category.is_(None) | Alert.category.not_in(HIDDEN))
