@@ -172,8 +172,9 @@ def test_the_dashboard_puts_silent_areas_first_then_charts_and_response_times(cl
     quiet = place(db, "kitshanga", "Kitshanga", admin2=("CD6102", "Masisi"))
     for n in range(16):  # Masisi reported twice a week until eight days ago
         new_alert(db, place_id=quiet, created_at=NOW - timedelta(days=8 + n * 3.4))
-    acknowledged = new_alert(db, place_id=village, category="LOOTING", created_at=NOW - timedelta(hours=5),
-                             submitted_at=NOW - timedelta(hours=5))
+    now = datetime.now(timezone.utc)  # not the module's NOW: the step below is timed by the real clock
+    acknowledged = new_alert(db, place_id=village, category="LOOTING", created_at=now - timedelta(hours=5),
+                             submitted_at=now - timedelta(hours=5))
     triage.transition(db, acknowledged, "acknowledged", None, "")
     db.commit()
     signed_in(client, "analyste")
