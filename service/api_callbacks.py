@@ -5,9 +5,7 @@ signed like every webhook: 403 otherwise). Never a phone number (service/callbac
 
 from __future__ import annotations
 
-import logging
-
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import select
 
 from service import callbacks, voice_calls
@@ -17,8 +15,8 @@ from service.channels.base import BadRequest
 from service.db import get_session
 from service.inbox import Services
 from service.models import CallbackRequest
+from service.webhooks import verified_channel
 
-log = logging.getLogger(__name__)
 bp = Blueprint("callbacks", __name__)
 api = Blueprint("api", __name__)
 hooks = Blueprint("hooks", __name__)
@@ -55,10 +53,7 @@ def list_callbacks():
 
 def callback_status(name: str):
     """The provider's report on one attempt's call: applied once, in any order."""
-    channel = current_app.extensions["channels"].by_name[name]
-    if not channel.verify(request):
-        log.warning("rejected unverified webhook on %s", request.path)
-        abort(403)
+    verified_channel(name)
     try:
         request_id, attempt = int(request.args["callback"]), int(request.args["attempt"])
     except (KeyError, ValueError):

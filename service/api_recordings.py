@@ -17,6 +17,7 @@ from service.callbacks import voice_channels
 from service.db import get_session
 from service.inbox import DATABASE_DOWN
 from service.models import Alert, Recording
+from service.webhooks import verified_channel
 
 log = logging.getLogger(__name__)
 bp = Blueprint("recordings", __name__)
@@ -47,10 +48,7 @@ def _audio(row: Recording, audio: bytes) -> Response:
 
 def recording_status(name: str):
     """The provider's recording callback: the recording is complete (fetch it) or lost."""
-    channel = current_app.extensions["channels"].by_name[name]
-    if not channel.verify(request):
-        log.warning("rejected unverified webhook on %s", request.path)
-        abort(403)
+    verified_channel(name)
     form = request.form
     if not form.get("RecordingSid") or not form.get("RecordingStatus"):
         return Response("RecordingSid and RecordingStatus are required\n", status=400, mimetype="text/plain")

@@ -14,24 +14,17 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, request
 
 from bot.languages import LANGUAGES
 from service import callbacks, voice_calls
 from service.channels import twilio_voice
 from service.channels.base import BadRequest
 from service.inbox import DATABASE_DOWN, Services
+from service.webhooks import verified_channel
 
 log = logging.getLogger(__name__)
 bp = Blueprint("voice", __name__)
-
-
-def _verified(name: str):
-    channel = current_app.extensions["channels"].by_name[name]
-    if not channel.verify(request):
-        log.warning("rejected unverified webhook on %s", request.path)
-        abort(403)
-    return channel
 
 
 def _parsed():
@@ -46,7 +39,7 @@ def _twiml(document: str) -> Response:
 
 
 def answer(name: str):
-    channel = _verified(name)
+    channel = verified_channel(name)
     event, bad = _parsed()
     if bad:
         return bad
@@ -56,7 +49,7 @@ def answer(name: str):
 
 
 def step(name: str, step_name: str):
-    channel = _verified(name)
+    channel = verified_channel(name)
     event, bad = _parsed()
     if bad:
         return bad
@@ -73,7 +66,7 @@ def step(name: str, step_name: str):
 
 
 def status(name: str):
-    _verified(name)
+    verified_channel(name)
     event, bad = _parsed()
     if bad:
         return bad

@@ -33,6 +33,14 @@ def _verified(channel) -> None:
         abort(403)
 
 
+def verified_channel(name: str):
+    """The channel `name` of a provider's webhook, once its signature checks (403 otherwise):
+    for every webhook route, SMS, voice, call-backs and recordings alike."""
+    channel = _channel(name)
+    _verified(channel)
+    return channel
+
+
 def _bad_request(message: str) -> Response:
     return Response(message + "\n", status=400, mimetype="text/plain")
 
