@@ -439,3 +439,29 @@ class Incident(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     place: Mapped[Place | None] = relationship()
+
+
+class TrainingRun(Base):
+    """One retraining of the understanding from the console (service/retraining.py): the
+    candidate model is trained in the background, scored on the held-out files beside the
+    model serving now, and the Rasa server switches to it only if no language lost more
+    than the margin. ``scores`` holds both models' accuracy per language; ``reason`` says
+    why a candidate was refused or why the run failed."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # queued | training | evaluating | accepted | refused | failed
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    step: Mapped[str | None] = mapped_column(String(64))  # what it is doing now, for the page
+    progress: Mapped[int] = mapped_column(Integer, default=0)  # percent
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id"), index=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(32))  # of the inputs trained on
+    model_name: Mapped[str | None] = mapped_column(String(128))  # the candidate's file name
+    serving_before: Mapped[str | None] = mapped_column(String(128))  # the model it was weighed against
+    margin: Mapped[float] = mapped_column(Float, default=2.0)  # percentage points
+    scores: Mapped[dict | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
