@@ -383,6 +383,7 @@ class Operator(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # raised to end its sessions
 
 
 class AuditEntry(Base):
