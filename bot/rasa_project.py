@@ -8,6 +8,7 @@ same inputs exists: the model's name is a hash of everything that goes into it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 NLU_DIR = ROOT / "nlu"
 BUILD_DIR = NLU_DIR / "build"
 MODELS_DIR = NLU_DIR / "models"
+# The training data: the repository's nlu/data, or NLU_DATA_DIR (a writable copy where the
+# console adds examples; service/retraining.py).
+DATA_DIR = Path(os.environ.get("NLU_DATA_DIR") or NLU_DIR / "data")
+# What the console's retraining decided (service/retraining.py): the model it switched the
+# Rasa server to, and the inputs whose model it refused, so that a restart serves the
+# accepted model rather than training the refused inputs again behind the gate's back.
+SERVING_FILE = "serving.json"
 
 INTENTS = ["greet", "help", "opt_out", "opt_in", "choose_language", "affirm", "deny",
            "out_of_scope"] + [intent_for(c) for c in CODES]
@@ -110,21 +118,67 @@ def _dump(path: Path, data: dict) -> None:
         path.write_text(text, encoding="utf-8")
 
 
-def training_inputs() -> list[Path]:
-    files = [NLU_DIR / "config.yml", BUILD_DIR / "domain.yml", *sorted((BUILD_DIR / "data").glob("*.yml"))]
-    files += sorted((NLU_DIR / "data").glob("*.yml"))
+def training_inputs(config: Path | None = None, data_dir: Path | None = None) -> list[Path]:
+    files = [config or NLU_DIR / "config.yml", BUILD_DIR / "domain.yml",
+             *sorted((BUILD_DIR / "data").glob("*.yml"))]
+    files += sorted((data_dir or DATA_DIR).glob("*.yml"))
     return files
 
 
-def fingerprint() -> str:
+def fingerprint(config: Path | None = None, data_dir: Path | None = None) -> str:
+    """A hash of every input, by name (in the repository, else its folder's) and content."""
     digest = hashlib.sha256()
-    for path in training_inputs():
-        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for path in training_inputs(config, data_dir):
+        resolved = path.resolve()
+        name = (resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT)
+                else f"{path.parent.name}/{path.name}")
+        digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 
 def model_path() -> Path:
     return MODELS_DIR / f"alerte-{fingerprint()}.tar.gz"
+
+
+def train_command(config: Path, data_dir: Path, out_dir: Path, name: str) -> list[str]:
+    return [str(rasa_bin()), "train", "--config", str(config), "--domain", str(BUILD_DIR / "domain.yml"),
+            "--data", str(data_dir), str(BUILD_DIR / "data"), "--out", str(out_dir),
+            "--fixed-model-name", name]
+
+
+def decisions(models_dir: Path | None = None) -> dict:
+    """The retraining's record: {"serving": file name, "refused": [fingerprints]}."""
+    path = (models_dir or MODELS_DIR) / SERVING_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def record_decision(models_dir: Path, serving: str | None = None, refused: str | None = None) -> None:
+    data = decisions(models_dir)
+    if serving:
+        data["serving"] = serving
+    if refused:
+        data["refused"] = sorted(set(data.get("refused", [])) | {refused})
+    tmp = models_dir / (SERVING_FILE + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(models_dir / SERVING_FILE)
+
+
+def model_to_serve() -> Path:
+    """The model a (re)started Rasa server loads: the one trained from the current inputs,
+    unless the console's retraining refused exactly these inputs; then the model it accepted
+    last keeps serving (trained from the current inputs only when there is none)."""
+    write_build()
+    record = decisions()
+    accepted = MODELS_DIR / record.get("serving", "-")
+    if fingerprint() in record.get("refused", []) and accepted.is_file():
+        print(f"[train] the console's retraining refused these inputs: serving {accepted.name}",
+              file=sys.stderr)
+        return accepted
+    return train()
 
 
 def rasa_bin() -> Path:
@@ -138,14 +192,12 @@ def train(force: bool = False) -> Path:
     if target.exists() and not force:
         return target
     MODELS_DIR.mkdir(parents=True, exist_ok=True)
-    cmd = [str(rasa_bin()), "train", "--config", str(NLU_DIR / "config.yml"),
-           "--domain", str(BUILD_DIR / "domain.yml"),
-           "--data", str(NLU_DIR / "data"), str(BUILD_DIR / "data"),
-           "--out", str(MODELS_DIR), "--fixed-model-name", target.name[: -len(".tar.gz")]]
+    cmd = train_command(NLU_DIR / "config.yml", DATA_DIR, MODELS_DIR, target.name[: -len(".tar.gz")])
     env = dict(os.environ, RASA_TELEMETRY_ENABLED="false")
     subprocess.run(cmd, check=True, env=env, cwd=ROOT, stdout=sys.stderr)  # stdout: just the path
+    keep = {target.name, decisions().get("serving")}
     for old in MODELS_DIR.glob("alerte-*.tar.gz"):
-        if old != target:
+        if old.name not in keep:
             old.unlink()
     return target
 

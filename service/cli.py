@@ -57,9 +57,11 @@ def web(args) -> int:
 
 @command("worker", "run the job worker (pending messages, sends, broadcasts, the sweep every minute)",
          lambda p: (p.add_argument("--burst", action="store_true", help="stop when the queue is empty"),
-                    p.add_argument("--queues", choices=["all", "replies", "broadcasts"], default="all",
+                    p.add_argument("--queues", choices=["all", "replies", "broadcasts", "training"],
+                                   default="all",
                                    help="replies: reporters' turns and replies (and the sweep); broadcasts: "
-                                        "broadcasts only; all (default): replies first, then broadcasts")))
+                                        "broadcasts only; all (default): replies first, then broadcasts; "
+                                        "training: the console's retraining only (minutes per job)")))
 def worker(args) -> int:
     from service import scheduler
     from service.app import create_app

@@ -97,6 +97,13 @@ DEFAULTS: dict[str, object] = {
     "CONSOLE_SESSION_HOURS": 12,  # an operator's login lasts this long, then the password again
     "LOGIN_MAX_FAILURES": 5,  # wrong passwords in a row before the account is locked
     "LOGIN_LOCKOUT": 900,  # s the account stays locked
+    # retraining the understanding from the console (service/retraining.py)
+    "NLU_DATA_DIR": os.environ.get("NLU_DATA_DIR") or None,  # training data (None: nlu/data)
+    "RETRAIN_CONFIG": None,  # Rasa config to train with (None: nlu/config.yml)
+    "RETRAIN_HELDOUT": None,  # held-out files, comma-separated (None: nlu/tests/heldout.yml, heldout_2.yml)
+    "RETRAIN_MARGIN": 2.0,  # percentage points a language may lose before a candidate is refused
+    "RETRAIN_TIMEOUT": 3600,  # s a run may take; older unfinished runs are taken as failed
+    "RASA_MODELS_PATH": None,  # nlu/models as the Rasa server sees it (compose: /app/models)
     "MAX_CONTENT_LENGTH": 64 * 1024,
     "LOG_LEVEL": "INFO",
 }
@@ -105,9 +112,10 @@ INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "
         "BROADCAST_SENDERS", "BROADCAST_LEASE", "BROADCAST_PAGE", "PROMPT_UPLOAD_MAX", "PROMPT_URL_TTL",
         "CALLBACK_DELAY", "CALLBACK_WINDOW", "CALLBACK_RATE", "CALLBACK_MAX_ATTEMPTS", "CALLBACK_RETRY_DELAY",
         "CALLBACK_RING_TIMEOUT", "CALLBACK_CLAIM_TIMEOUT", "VOICE_CALL_IDLE", "RECORDING_FETCH_ATTEMPTS",
-        "RECORDING_URL_TTL", "CONSOLE_SESSION_HOURS", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT"}
+        "RECORDING_URL_TTL", "CONSOLE_SESSION_HOURS", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT",
+        "RETRAIN_TIMEOUT"}
 FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE",
-          "BROADCAST_GIVE_WAY", "VOICE_STEP_BUDGET"}
+          "BROADCAST_GIVE_WAY", "VOICE_STEP_BUDGET", "RETRAIN_MARGIN"}
 
 
 class ConfigError(RuntimeError):

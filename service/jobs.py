@@ -83,6 +83,17 @@ def fetch_recording(recording_id: int) -> str:
         return recordings.fetch(inbox.Services.current(), recording_id)
 
 
+def retrain(run_id: int) -> str:
+    """Train, evaluate and maybe switch to a new model (service/retraining.py); on the
+    training worker only (its own queue), since it takes minutes."""
+    from service import retraining
+    from service.db import get_session
+
+    app = _app()
+    with app.app_context():
+        return retraining.run(app, get_session(), run_id)
+
+
 def sweep() -> dict:
     """Pick up what fell through: spooled messages, messages left waiting (a lost job,
     Redis was down), sends never queued or left half-done, stale drafts, expired numbers."""

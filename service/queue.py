@@ -32,6 +32,10 @@ FETCH_RECORDING = "service.jobs.fetch_recording"
 # Broadcasts have their own queues, after the reporters' one: a worker takes every job
 # of QUEUE first, then urgent broadcasts, then routine ones (service/scheduler.py).
 BROADCAST_QUEUES = {"urgent": "alerte-broadcast-urgent", "routine": "alerte-broadcast-routine"}
+# Retraining the understanding (service/retraining.py) takes minutes: only a worker started
+# for it (`alerte worker --queues training`) takes its jobs, so it never holds a reply back.
+TRAINING_QUEUE = "alerte-training"
+RETRAIN = "service.jobs.retrain"
 # A send job in these states will still run. Not STARTED: the sweep only looks at rows
 # still "queued" well after they were written, and a live worker claims its row within
 # milliseconds of starting, so a started job over a queued row belongs to a worker that

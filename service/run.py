@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ACTIONS_URL", f"http://127.0.0.1:{actions_port}")
 
     subprocess.run([sys.executable, "-m", "service.cli", "db", "upgrade"], check=True)
-    model = rasa_project.train()
+    model = rasa_project.model_to_serve()
     endpoints = stack.write_endpoints(stack.VAR / "endpoints.yml",
                                       f"http://127.0.0.1:{actions_port}/webhook", os.environ["REDIS_URL"])
     env = stack.child_env()

@@ -19,7 +19,7 @@ from service import queue as queues
 log = logging.getLogger(__name__)
 
 
-ROLES = ("replies", "broadcasts")
+ROLES = ("replies", "broadcasts")  # what a worker takes by default; "training" on its own
 
 
 def queue_names(roles=ROLES) -> list[str]:
@@ -28,6 +28,8 @@ def queue_names(roles=ROLES) -> list[str]:
     names = [queues.QUEUE] if "replies" in roles else []
     if "broadcasts" in roles:
         names += [queues.BROADCAST_QUEUES["urgent"], queues.BROADCAST_QUEUES["routine"]]
+    if "training" in roles:
+        names.append(queues.TRAINING_QUEUE)
     return names
 
 

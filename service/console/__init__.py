@@ -90,7 +90,8 @@ from service.console import auth, inbox, audit_log  # noqa: E402,F401  the views
 
 # Groups of pages written on their own (each its module, templates and console_<page>.po):
 # registered when present, so each arrives without touching the others.
-PAGES = ("incidents", "dashboard", "map", "composer", "translations", "operators", "flows", "simulator")
+PAGES = ("incidents", "dashboard", "map", "composer", "translations", "operators", "flows", "simulator",
+         "retrain")
 for _page in PAGES:
     try:
         importlib.import_module(f"service.console.{_page}")
