@@ -1,7 +1,7 @@
 """`alerte run`: the whole service on one machine, with embedded defaults.
 
-Starts (and stops together) the action server, the Rasa server, the worker and the
-web server; an embedded Redis when REDIS_URL is unset; an SQLite file when
+Starts (and stops together) the action server, the Rasa server, the worker, the
+training worker (the console's retraining) and the web server; an embedded Redis when REDIS_URL is unset; an SQLite file when
 DATABASE_URL is unset. Production runs each process separately (see docs/DEPLOY.md).
 """
 
@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         "rasa": stack.start_rasa(model, endpoints, rasa_port, logs / "rasa.log", env,
                                  token=os.environ.get("RASA_TOKEN")),
         "worker": stack._spawn([sys.executable, "-m", "service.cli", "worker"], logs / "worker.log", env),
+        # the console's retraining (minutes a job) on a worker of its own: replies never wait
+        "trainer": stack._spawn([sys.executable, "-m", "service.cli", "worker", "--queues", "training"],
+                                logs / "trainer.log", env),
         "web": stack._spawn([sys.executable, "-m", "gunicorn", "-w", os.environ.get("WEB_WORKERS", "2"),
                              "-b", f"127.0.0.1:{web_port}", "--access-logfile", "-",
                              "service.app:create_app()"], logs / "web.log", env),
