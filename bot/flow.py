@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,10 +9,10 @@ from pathlib import Path
 import yaml
 
 from bot.categories import CODES, label_msgid
-from bot.messages import MESSAGES
+from bot.messages import LiveFiles, MESSAGES
 
 # the repository's flows/, or FLOWS_DIR (a writable copy where the console's flow editors
-# save; read when a process starts, and by `alerte train`)
+# save; every process reloads a changed file, see alert_flow; `alerte train` reads it too)
 FLOWS_DIR = Path(os.environ.get("FLOWS_DIR") or Path(__file__).resolve().parent.parent / "flows")
 FIELD_TYPES = ("category", "place", "time", "count", "text")
 ALERT_FIELDS = ("category", "place", "occurred_at", "people_affected", "perpetrator")
@@ -148,7 +147,7 @@ def parse(data: dict, source: Path | None = None) -> Flow:
             summary=data["confirm"]["summary"], correct_ask=data["confirm"]["correct"],
             submit_reply=data["submit"]["reply"], source=source,
         )
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, AttributeError) as exc:  # a list where a mapping should be, ...
         raise FlowError(f"{where}: missing or malformed key {exc}") from exc
     if len({f.name for f in flow.fields}) != len(flow.fields):
         raise FlowError(f"{where}: a field appears twice")
@@ -163,6 +162,17 @@ def load(path: Path) -> Flow:
         return parse(yaml.safe_load(fp), Path(path))
 
 
-@functools.lru_cache(maxsize=None)
+# what a flow file that cannot be used raises: no file, not UTF-8 or refused (ValueError), not YAML
+LOAD_ERRORS = (OSError, ValueError, yaml.YAMLError)
+_flows: dict[Path, LiveFiles[Flow]] = {}
+
+
 def alert_flow() -> Flow:
-    return load(FLOWS_DIR / "alert.yml")
+    """flows/alert.yml as last saved: reloaded by every process when the file changes
+    (bot.messages.LiveFiles: one stat a second at most); a file the loader refuses
+    keeps the flow read before and logs why, so a conversation never fails on it."""
+    path = FLOWS_DIR / "alert.yml"
+    live = _flows.get(path)
+    if live is None:
+        live = _flows.setdefault(path, LiveFiles(f"flow {path}", (path,), lambda: load(path), LOAD_ERRORS))
+    return live.get()

@@ -3,10 +3,18 @@
 Rasa's form loop calls `validate_alert_form` after every message while a report is
 open, then asks the first field still empty with `action_ask_<field>`. The flow file
 decides the fields, their order, menus and give-up rules; this module only applies it.
+
+The flow is read as last saved (bot.flow.alert_flow reloads a changed file), while the
+form Rasa runs is the trained domain's: when the two differ in the order or the set of
+fields, the validation names the next question itself (``requested_slot``, as
+rasa-sdk's FormValidationAction does for dynamic forms). A field the trained domain
+does not have (added since `alerte train`) has no slot in Rasa yet: it is skipped until
+the model is trained again.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
 
@@ -14,7 +22,7 @@ from rasa_sdk import Action
 from rasa_sdk.events import SlotSet
 
 from bot import answers
-from bot.flow import Field, Flow, alert_flow
+from bot.flow import ALERT_FIELDS, Field, Flow, alert_flow
 from bot.parsing import EAST
 from bot.perpetrators import UNIDENTIFIED_SOLDIERS
 from bot.places import default_gazetteer
@@ -30,6 +38,10 @@ from service.actions.common import (
 
 INTERRUPTIONS = {"help", "choose_language", "opt_out"}
 HELPERS = ("place_candidates", "place_pending", "place_written", "correcting", "retries")
+REQUESTED = "requested_slot"
+
+log = logging.getLogger(__name__)
+_untrained_logged: set[tuple[str, ...]] = set()
 
 
 class ValidateAlertForm(Action):
@@ -68,10 +80,35 @@ class ValidateAlertForm(Action):
         if error and not any(k in changes for k in flow.slots):
             say(dispatcher, error, lang)
         events = [SlotSet("language", lang)] + [SlotSet(k, v) for k, v in changes.items()]
+        events += next_question(flow, {**slots, **changes}, domain)
         _save_draft(tracker, flow, {**slots, **changes}, lang,
                     changes.get("draft_id") or tracker.get_slot("draft_id"),
                     changes.get("description") or tracker.get_slot("description"))
         return events
+
+
+def trained_slots(flow: Flow, domain: dict | None) -> list[str] | None:
+    """The form's slots in the trained domain Rasa sent (None when it sent none)."""
+    form = (((domain or {}).get("forms") or {}).get(flow.form) or {}).get("required_slots")
+    return list(form) if isinstance(form, list) else None
+
+
+def next_question(flow: Flow, values: dict, domain: dict | None) -> list:
+    """[SlotSet(requested_slot, the flow's first empty field)] when the flow as saved no
+    longer matches the trained form (reordered or removed fields); [] when it does, and
+    Rasa picks the same question from its domain."""
+    trained = trained_slots(flow, domain)
+    if trained is None:
+        return []
+    slots = [s for s in flow.slots if s in trained]
+    untrained = tuple(s for s in flow.slots if s not in trained)
+    if untrained and untrained not in _untrained_logged:
+        _untrained_logged.add(untrained)
+        log.error("flow %s: fields %s are not in the trained domain: not asked until `alerte train` and "
+                  "a reload of Rasa's model", flow.form, ", ".join(untrained))
+    if slots == trained:
+        return []
+    return [SlotSet(REQUESTED, next((s for s in slots if values.get(s) is None), None))]
 
 
 def _read(field: Field, u: Understanding, slots: dict, now: datetime, near: str | None) -> answers.Answer:
@@ -262,29 +299,45 @@ class AskFieldAction(Action):
     async def run(self, dispatcher, tracker, domain):
         flow = alert_flow()
         lang = tracker.get_slot("language") or language(tracker)
-        if self.slot == "confirmed":
-            if tracker.get_slot("correcting"):
-                say(dispatcher, flow.correct_ask, lang, options=flow.correction_menu())
-            else:
-                values = {name: tracker.get_slot(name) for name in flow.slots}
-                say(dispatcher, flow.confirm_ask, lang, args={"summary": summary(flow, values)})
-            return []
-        field = flow.field(self.slot)
-        candidates = tracker.get_slot("place_candidates") if field.type == "place" else None
-        if candidates:
-            gaz = default_gazetteer()
-            records = [gaz.get(k) for k in candidates]
-            options = [[i + 1, f"{r.name} ({r.admin2_name or r.admin1_name})"] for i, r in enumerate(records) if r]
-            say(dispatcher, field.ask_choice, lang, args={"name": records[0].name if records[0] else ""},
-                options=options)
-        elif field.type == "place" and tracker.get_slot("place_pending"):
-            say(dispatcher, field.ask_unknown, lang)
-        else:  # the flow may word the question after the kind of report (ask_for)
-            say(dispatcher, field.question(tracker.get_slot("category")), lang, options=field.menu() or None)
-        return []
+        slot, events = self.slot, []
+        if slot != "confirmed" and slot not in flow.slots:
+            # removed from the flow since Rasa chose it (the file changed between two calls of
+            # this turn, or Rasa sent no domain): ask the flow's next question instead
+            values = {name: tracker.get_slot(name) for name in flow.slots}
+            trained = trained_slots(flow, domain) or flow.slots
+            slot = next((s for s in flow.slots if s in trained and values.get(s) is None), "confirmed")
+            log.warning("action_ask_%s: no longer a field of the flow, asking %s", self.slot, slot)
+            events = [SlotSet(REQUESTED, slot)]
+        ask(dispatcher, tracker, flow, slot, lang)
+        return events
 
 
-for _slot in alert_flow().slots:  # one ask action per field, named after it
+def ask(dispatcher, tracker, flow: Flow, slot: str, lang: str) -> None:
+    """The question of a field of the flow, or the confirmation."""
+    if slot == "confirmed":
+        if tracker.get_slot("correcting"):
+            say(dispatcher, flow.correct_ask, lang, options=flow.correction_menu())
+        else:
+            values = {name: tracker.get_slot(name) for name in flow.slots}
+            say(dispatcher, flow.confirm_ask, lang, args={"summary": summary(flow, values)})
+        return
+    field = flow.field(slot)
+    candidates = tracker.get_slot("place_candidates") if field.type == "place" else None
+    if candidates:
+        gaz = default_gazetteer()
+        records = [gaz.get(k) for k in candidates]
+        options = [[i + 1, f"{r.name} ({r.admin2_name or r.admin1_name})"] for i, r in enumerate(records) if r]
+        say(dispatcher, field.ask_choice, lang, args={"name": records[0].name if records[0] else ""},
+            options=options)
+    elif field.type == "place" and tracker.get_slot("place_pending"):
+        say(dispatcher, field.ask_unknown, lang)
+    else:  # the flow may word the question after the kind of report (ask_for)
+        say(dispatcher, field.question(tracker.get_slot("category")), lang, options=field.menu() or None)
+
+
+# one ask action per field a flow may have (bot.flow.ALERT_FIELDS), not only the fields of
+# the flow read at import: a field added to the file later is served once Rasa is trained
+for _slot in (*ALERT_FIELDS, "confirmed"):
     _name = f"Ask_{_slot}"
     # module attributes, so Sanic's worker process can unpickle them
     globals()[_name] = type(_name, (AskFieldAction,), {"slot": _slot, "__qualname__": _name})

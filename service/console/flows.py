@@ -9,9 +9,12 @@ history page shows each change as a diff and restores any earlier file, checked 
 way. Saves and restores are in the audit log (``flow.save``, ``flow.rollback``) with the
 YAML before and after and their SHA-256.
 
-The files are those under the FLOWS_DIR setting (the repository's flows/ by default).
-The bot reads its flow once per process, and Rasa's form is generated from it: a change
-reaches reporters after ``alerte train`` and a restart (neither is started from here).
+The files are those under the FLOWS_DIR setting (the repository's flows/ by default),
+replaced whole (a temporary file, then os.replace). Every process of the bot reloads a
+changed file within about two seconds (bot.flow.alert_flow), and the form follows the
+saved order of the questions even where Rasa's trained form differs
+(service/actions/form.py). Only a field the trained model does not have waits for
+``alerte train``: none of the changes made here adds one, a restored version may.
 """
 
 from __future__ import annotations
@@ -300,7 +303,7 @@ def change():
             flash(_("Nothing changed."))
             return redirect(url_for("console.flows"))
         save(before, after, "flow.save", what)
-    flash(_("Saved and checked. Reporters get it after `alerte train` and a restart of the bot."))
+    flash(_("Saved and checked. Reporters get it within a few seconds, without a restart."))
     return redirect(url_for("console.flows"))
 
 
@@ -351,5 +354,6 @@ def rollback(name: str):
             flash(_("This version is the current flow already."))
             return redirect(url_for("console.flow_history"))
         save(before, after, "flow.rollback", {"restored": name})
-    flash(_("Restored %(name)s. Reporters get it after `alerte train` and a restart of the bot.", name=name))
+    flash(_("Restored %(name)s. Reporters get it within a few seconds, without a restart; a field the "
+            "trained model does not have is asked only after `alerte train`.", name=name))
     return redirect(url_for("console.flow_history"))

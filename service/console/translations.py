@@ -7,9 +7,11 @@ placeholders that differ from the source's, characters SMS cannot carry, and, fo
 SMS, more than one GSM-7 segment once filled with the check's sample values (this text,
 or any message of the language that embeds it). Voice lines are spoken: no segment limit.
 
-The files are those under the LOCALES_DIR setting (the repository's locales/ by default);
-bot.messages loads its catalogs once per process: the running bot sees a saved text
-after a restart.
+The files are those under the LOCALES_DIR setting (the repository's locales/ by default),
+each replaced whole (a temporary file, then os.replace): every process that renders the
+bot's replies (the web workers; the action server sends message ids, never text) sees
+the new .po and .mo within about two seconds (bot.messages.translations looks at the
+files once a second) and never half a file.
 """
 
 from __future__ import annotations
@@ -281,7 +283,7 @@ def save(lang: str, msg_id: str):
         db.flush()
         write(lang, catalog)
         db.commit()
-    flash(_("Saved and compiled. The running bot uses it after its next restart."))
+    flash(_("Saved and compiled. The bot uses it within a few seconds, without a restart."))
     return redirect(url_for("console.translation", lang=lang, msg_id=msg_id))
 
 
