@@ -160,12 +160,12 @@ def run(app, db, run_id: int) -> str:
 
         before = score(live, messages, tick)
         after = score_model(candidate, messages, tick)
-        scores = {"serving": before, "candidate": after}
-        losses = compare(before, after, margin)
-        if losses:
+        lost = losses(before, after, margin)
+        scores = {"serving": before, "candidate": after, "losses": lost}
+        if lost:
             candidate.unlink(missing_ok=True)
             rasa_project.record_decision(rasa_project.MODELS_DIR, refused=fingerprint)
-            _finish(db, run_id, "refused", scores, "; ".join(losses))
+            _finish(db, run_id, "refused", scores, "; ".join(compare(before, after, margin)))
             return "refused"
         _set(db, run_id, step="switching", progress=TRAIN_SHARE + EVALUATE_SHARE, scores=scores)
         switch(config, live, candidate)
@@ -279,9 +279,10 @@ def score_model(model: Path, messages: list[dict], tick=lambda: None) -> dict:
             stack.stop(proc)
 
 
-def compare(before: dict, after: dict, margin: float) -> list[str]:
-    """What the candidate lost beyond the margin, one line per language and measure."""
-    losses = []
+def losses(before: dict, after: dict, margin: float) -> list[dict]:
+    """What the candidate lost beyond the margin: {language, metric, before, after} per
+    language and measure (after None: the candidate no longer answers that language)."""
+    out = []
     for lang, old in sorted(before.items()):
         new = after.get(lang) or {}
         for metric in METRICS:
@@ -289,9 +290,15 @@ def compare(before: dict, after: dict, margin: float) -> list[str]:
                 continue
             got = new.get(metric)
             if got is None or old[metric] - got > margin:
-                losses.append(f"{lang} {metric}: {old[metric]:.1f} % -> "
-                              f"{'none' if got is None else f'{got:.1f} %'} (margin {margin:g} points)")
-    return losses
+                out.append({"language": lang, "metric": metric, "before": old[metric], "after": got})
+    return out
+
+
+def compare(before: dict, after: dict, margin: float) -> list[str]:
+    """The losses as lines of text (the run's reason, the logs)."""
+    return [f"{x['language']} {x['metric']}: {x['before']:.1f} % -> "
+            f"{'none' if x['after'] is None else format(x['after'], '.1f') + ' %'} (margin {margin:g} points)"
+            for x in losses(before, after, margin)]
 
 
 # --------------------------------------------------------------------- the switch

@@ -202,12 +202,16 @@ def test_the_page_shows_each_runs_scores_and_why_it_was_refused(client, db, tran
     db.add(TrainingRun(status="refused", step="refused", progress=100, margin=2.0,
                        model_name="alerte-0123456789abcdef.tar.gz",
                        scores={"serving": {"sw": {"n": 12, "intent": 91.7, "category": 90.0}},
-                               "candidate": {"sw": {"n": 12, "intent": 58.3, "category": 50.0}}},
+                               "candidate": {"sw": {"n": 12, "intent": 58.3, "category": 50.0}},
+                               "losses": retraining.losses({"sw": {"intent": 91.7, "category": 90.0}},
+                                                           {"sw": {"intent": 58.3, "category": 90.0}}, 2.0)},
                        reason="sw intent: 91.7 % -> 58.3 % (margin 2 points)", finished_at=utcnow()))
     db.commit()
     signed_in(client, "traductrice")
     text = shown(client.get("/console/retrain"))
     assert "refusé : le bot garde l'ancien modèle" in text
-    assert "sw intent: 91.7 % -> 58.3 %" in text
+    assert "Swahili, type de message : 91.7 % avec le modèle en service, 58.3 % avec le nouveau " \
+        "(plus de 2.0 points perdus)" in text
+    assert "catégorie de l'alerte" not in text  # the category kept its accuracy
     assert re.search(r"91\.7 % / 58\.3 %", text) and "le bot ne répond pas" in text  # Rasa is down here
     assert '<meta http-equiv="refresh"' not in text  # nothing running: no reloading

@@ -41,6 +41,7 @@ STATUS_LABELS = {
     "accepted": N_("accepted: the bot uses the new model"),
     "refused": N_("refused: the bot keeps the old model"), "failed": N_("failed: the bot keeps the old model"),
 }
+MEASURES = {"intent": N_("what the message is"), "category": N_("category of the report")}
 
 
 def intents() -> list[tuple[str, str]]:
@@ -114,6 +115,7 @@ def retrain():
     return render_template("console/retrain.html", runs=runs, active=active, examples=list(enumerate(examples)),
                            intents=intents(), labels=labels, languages=LANGUAGES, serving=_serving(),
                            status_label=lambda s: _(STATUS_LABELS.get(s, s)), max_example=MAX_EXAMPLE,
+                           measure_label=lambda m: _(MEASURES.get(m, m)),
                            margin=current_app.config["RETRAIN_MARGIN"],
                            heldout=[p.name for p in retraining.heldout_files(current_app.config)])
 
