@@ -8,8 +8,8 @@
 #                 packages: Rasa declares <3.11)
 #   - the Rasa model, trained only when the flow, training data or config changed
 # An environment is reinstalled when its lock files change (`bash scripts/lock.sh`
-# refreshes them). `--tests` is accepted for scripts/test.sh: .venv always has the tests'
-# tools.
+# refreshes them). `--tests` (scripts/test.sh) also installs Chromium and its driver for
+# the browser tests; .venv always has the tests' Python tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,6 +35,11 @@ apt_install() {
 if ! command -v cc >/dev/null || ! command -v make >/dev/null; then apt_install build-essential; fi
 if ! command -v espeak-ng >/dev/null; then apt_install espeak-ng; fi
 if ! find_python 3.11 3.10 3.12 3.13 >/dev/null; then apt_install python3 python3-venv python3-dev; fi
+# the tests also drive the console in a headless browser: Debian's Chromium and its driver
+# (Selenium is pointed at them; nothing is downloaded by the tests themselves)
+if [[ "${1:-}" == "--tests" ]] && { [[ ! -x /usr/bin/chromium ]] || [[ ! -x /usr/bin/chromedriver ]]; }; then
+  apt_install chromium chromium-driver
+fi
 
 # 2. the service's environment: the locked dependencies (hash-checked), then the project
 #    itself (editable, so without dependencies: pip refuses editable installs in hash mode)
