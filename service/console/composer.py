@@ -157,6 +157,9 @@ def _masked(form) -> dict:
     return values
 
 
+DEFAULT_RADIUS_KM = 10  # a warning "around this alert" from the map or the alert's page
+
+
 class Values:
     """The form's values for the template (a fresh form has none)."""
 
@@ -199,8 +202,13 @@ def index():
 @bp.get("/broadcasts/new", endpoint="broadcast_new")
 @requires("broadcast")
 def new():
-    return _form(Values({"priority": ["routine"], "status": ["Actual"], "fallback_language": ["fr"],
-                         "transliterate": ["1"]}))
+    values = {"priority": ["routine"], "status": ["Actual"], "fallback_language": ["fr"], "transliterate": ["1"]}
+    # from an alert (its page, its popup on the map): a radius around it, to check and send
+    alert, km = request.args.get("radius_alert", ""), request.args.get("radius_km", "")
+    if alert.isdigit() and len(alert) <= 12:
+        values["radius_alert"] = [alert]
+        values["radius_km"] = [km if re.fullmatch(r"\d{1,3}(\.\d{1,2})?", km) else str(DEFAULT_RADIUS_KM)]
+    return _form(Values(values))
 
 
 @bp.post("/broadcasts/new")

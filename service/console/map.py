@@ -16,7 +16,7 @@ import json
 import threading
 from datetime import datetime, timezone
 
-from flask import Response, abort, flash, render_template, request, url_for
+from flask import Response, abort, current_app, flash, render_template, request, url_for
 from sqlalchemy import case, func, select
 
 from bot.categories import CODES
@@ -222,7 +222,11 @@ def map_alerts():
 
 def _labels() -> dict:
     """What map.js writes, translated here (it gets them through a data- attribute)."""
-    return {"text": {k: _(v) for k, v in LEGEND.items()},
+    compose = None
+    if accounts.can(current_operator(), "broadcast") and "console.broadcast_new" in current_app.view_functions:
+        compose = url_for("console.broadcast_new")
+    return {"text": {k: _(v) for k, v in LEGEND.items()} | {"broadcast": _("Warn the people around it")},
+            "compose": compose, "restricted": [code for code in CODES if restricted(code)],
             "categories": {code: category_label(code) for code in CODES} | {"": category_label(None)},
             "statuses": {code: label(STATUS_LABELS, code) for code in STATUS_LABELS}}
 

@@ -51,6 +51,15 @@
     a.href = path;
     return a;
   }
+  // a broadcast around this alert: the composer, with the radius filled in (broadcasters
+  // only; never around a restricted report, which the composer would refuse anyway)
+  function composeLink(box, alertId, code) {
+    if (!labels.compose || labels.restricted.indexOf(code) >= 0) { return; }
+    var p = node("p");
+    p.appendChild(link(labels.compose + "?radius_alert=" + encodeURIComponent(alertId) + "&radius_km=10",
+                       text.broadcast));
+    box.appendChild(p);
+  }
   function popup(props) {
     var box = node("div", undefined, "popup");
     var list = node("ul");
@@ -67,6 +76,7 @@
         links.appendChild(link(a.path, "#" + a.id));
       });
       box.appendChild(links);
+      if (props.alerts.length) { composeLink(box, props.alerts[0].id, props.category); }
       return box;
     }
     box.appendChild(node("strong", (props.reference || "#" + props.id) + " · " + category(props.category)));
@@ -75,6 +85,7 @@
     row(list, text.age, ago(props.age_hours));
     box.appendChild(list);
     box.appendChild(link(props.path, text.open));
+    composeLink(box, props.id, props.category);
     return box;
   }
 
