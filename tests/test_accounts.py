@@ -32,18 +32,87 @@ def test_a_password_is_hashed_with_argon2_and_checked(db):
     ("a", "short", ["analyst"], "at least 12"),
     ("", PASSWORD, ["analyst"], "username"),
     ("x y", PASSWORD, ["analyst"], "username"),
-    ("b", PASSWORD, ["chief"], "roles"),
-    ("c", PASSWORD, [], "roles"),
+    ("b", PASSWORD, ["chief"], "Unknown roles: chief. The roles are administrator, analyst"),
+    ("c", PASSWORD, [], "at least one role"),
 ])
 def test_bad_accounts_are_refused_with_the_reason(db, username, password, roles, message):
-    with pytest.raises(accounts.AccountError, match=message):
+    with pytest.raises(accounts.AccountError, match=message) as refused:
         accounts.create(db, username, password, roles)
+    assert refused.value.msgid in accounts.MESSAGES  # what the console translates
+    assert str(refused.value) == refused.value.msgid % refused.value.params  # what the command line prints
+
+
+def test_a_refusal_carries_its_msgid_and_parameters_not_only_english(db):
+    with pytest.raises(accounts.AccountError) as short:
+        accounts.hash_password("short")
+    assert (short.value.msgid, short.value.params) == (accounts.SHORT_PASSWORD, {"n": accounts.PASSWORD_MIN})
+    accounts.create(db, "neema", PASSWORD, ["translator"])
+    with pytest.raises(accounts.AccountError) as taken:
+        accounts.create(db, "Neema", PASSWORD, ["analyst"])
+    assert (taken.value.msgid, taken.value.params) == (accounts.TAKEN, {"name": "neema"})
+    assert str(taken.value) == "The username neema is taken."
 
 
 def test_a_taken_username_is_refused(db):
     accounts.create(db, "neema", PASSWORD, ["translator"])
     with pytest.raises(accounts.AccountError, match="taken"):
         accounts.create(db, "Neema", PASSWORD, ["analyst"])
+
+
+def test_a_new_password_new_roles_or_a_disable_end_the_sessions_and_nothing_else_does(db):
+    operator = accounts.create(db, "baraka", PASSWORD, ["analyst"])
+    other = accounts.create(db, "zawadi", PASSWORD, ["analyst"])
+    db.commit()
+    assert operator.session_generation == 0
+    generations = [operator.session_generation]
+    accounts.set_password(operator, "another long passphrase")
+    generations.append(operator.session_generation)
+    assert not accounts.set_roles(operator, ["analyst"])  # the same roles: nothing to end
+    generations.append(operator.session_generation)
+    assert accounts.set_roles(operator, ["analyst", "broadcaster"])
+    generations.append(operator.session_generation)
+    assert accounts.set_active(operator, False) and not accounts.set_active(operator, False)
+    generations.append(operator.session_generation)
+    assert accounts.set_active(operator, True)  # enabling brings no old session back
+    generations.append(operator.session_generation)
+    assert accounts.authenticate(db, "baraka", "another long passphrase") is not None  # a login is no change
+    generations.append(operator.session_generation)
+    assert generations == [0, 1, 1, 2, 3, 3, 3]
+    db.commit()
+    db.refresh(other)
+    assert other.session_generation == 0
+
+
+def test_a_refused_new_password_or_roles_change_nothing(db):
+    operator = accounts.create(db, "imani", PASSWORD, ["analyst"])
+    for change, argument in ((accounts.set_password, "short"), (accounts.set_roles, []),
+                             (accounts.set_roles, ["chief"])):
+        with pytest.raises(accounts.AccountError):
+            change(operator, argument)
+    assert accounts._verify(operator.password_hash, PASSWORD)
+    assert operator.roles == ["analyst"] and operator.session_generation == 0
+
+
+def test_login_attempts_are_counted_per_address_in_redis_in_a_window(redis_url):
+    import time
+
+    import redis
+
+    connection = redis.Redis.from_url(redis_url)
+    try:
+        counts = [accounts.count_attempt(connection, "198.51.100.7", window=2) for _ in range(3)]
+        assert [c.count for c in counts] == [1, 2, 3] and all(1 <= c.retry_after <= 2 for c in counts)
+        assert accounts.count_attempt(connection, "198.51.100.8", window=2).count == 1
+        # one IPv6 line is a whole /64: its addresses share one count; an IPv4-mapped one is the IPv4
+        assert accounts.count_attempt(connection, "2001:db8:1:2::1", window=2).count == 1
+        assert accounts.count_attempt(connection, "2001:db8:1:2:ffff::9", window=2).count == 2
+        assert accounts.count_attempt(connection, "2001:db8:1:3::1", window=2).count == 1
+        assert accounts.count_attempt(connection, "::ffff:198.51.100.7", window=2).count == 4
+        assert all(connection.ttl(key) > 0 for key in connection.keys("alerte:login:*"))
+        time.sleep(2.1)
+        assert accounts.count_attempt(connection, "198.51.100.7", window=2).count == 1  # a new window
+    finally:
+        connection.close()
 
 
 def test_repeated_failures_lock_the_account_even_against_the_right_password(db):
@@ -115,7 +184,11 @@ def test_the_command_creates_the_first_administrator(app, app_config, database_u
     assert "created root (administrator)" in done.stdout and PASSWORD not in done.stdout + done.stderr
     short = subprocess.run([sys.executable, "-m", "service.cli", "operators", "create-admin", "other",
                             "--password-stdin"], input="short\n", env=env, capture_output=True, text=True, timeout=120)
-    assert short.returncode == 2 and "at least 12" in short.stderr
+    assert short.returncode == 2 and "A password needs at least 12 characters." in short.stderr
+    taken = subprocess.run([sys.executable, "-m", "service.cli", "operators", "create-admin", "ROOT",
+                            "--password-stdin"], input=PASSWORD + "\n", env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert taken.returncode == 2 and "The username root is taken." in taken.stderr  # English, not a msgid
     listed = subprocess.run([sys.executable, "-m", "service.cli", "operators", "list"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert listed.stdout.strip() == "root\tadministrator\tactive"

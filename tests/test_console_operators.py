@@ -65,7 +65,7 @@ def test_an_administrator_creates_an_operator_who_then_logs_in(client, db, admin
     assert created.roles == ["broadcaster", "translator"] and created.active
     taken = post_form(client, "/console/operators", "/console/operators", username="amani",
                       password=NEW_PASSWORD, roles="analyst")
-    assert "taken" in shown(client.get(taken.location))
+    assert "Non créé : Le nom d'utilisateur amani est déjà pris." in shown(client.get(taken.location))
     [entry] = entries(db, "operator.create")
     assert entry.after == {"username": "amani", "roles": ["broadcaster", "translator"], "active": True,
                            "locked": False}
@@ -155,3 +155,29 @@ def test_the_pages_are_small_and_need_nothing_from_elsewhere(client, db, admin, 
         text = page.get_data(as_text=True)
         assert page.status_code == 200 and len(page.data) < 50_000, path
         assert "<script" not in text and "http://" not in text and "https://" not in text, path
+
+
+def test_an_account_refusal_is_shown_in_the_operators_language(client, db, admin):
+    signed_in(client, "admin")
+    refused = post_form(client, "/console/operators", "/console/operators", username="x y", password=NEW_PASSWORD,
+                        roles="analyst")
+    page = shown(client.get(refused.location))
+    assert "Non créé : Un nom d'utilisateur compte de 1 à 64 lettres, chiffres, points, tirets ou tirets bas." in page
+    refused = post_form(client, "/console/operators", "/console/operators", username="court", password="short",
+                        roles="analyst")
+    assert "Non créé : Un mot de passe compte au moins 12 caractères." in shown(client.get(refused.location))
+    path = f"/console/operators/{admin}"
+    refused = post_form(client, path, f"{path}/password", password="short")
+    assert "Un mot de passe compte au moins 12 caractères." in shown(client.get(refused.location))
+    client.get("/console/language/en")
+    refused = post_form(client, "/console/operators", "/console/operators", username="admin", password=NEW_PASSWORD,
+                        roles="analyst")
+    assert "Not created: The username admin is taken." in shown(client.get(refused.location))
+    assert [o.username for o in db.scalars(select(Operator))] == ["admin"]
+
+
+def test_every_account_refusal_is_in_the_console_catalogs_in_french_and_english(app):
+    catalogs = app.extensions["console_translations"]
+    for msgid in accounts.MESSAGES:
+        assert catalogs["fr"].gettext(msgid) != msgid, msgid
+        assert catalogs["en"].gettext(msgid) == msgid and msgid in catalogs["en"]._catalog, msgid

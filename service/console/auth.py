@@ -1,11 +1,19 @@
-"""Logging in and out, who is signed in, and the permission gate of every page."""
+"""Logging in and out, who is signed in, and the permission gate of every page.
+
+A session's id is "<operator id>:<session generation>": the loader refuses one whose
+generation is not the operator's any more (a new password, new roles, a disable). The login
+form counts attempts per address (request.remote_addr, as the audit log records it) before
+the per-account lock-out; beyond LOGIN_IP_MAX_ATTEMPTS in LOGIN_IP_WINDOW it answers 429.
+"""
 
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from urllib.parse import urlsplit
 
+import redis
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 from flask_login import LoginManager, current_user, login_required, login_user, logout_user
@@ -16,6 +24,7 @@ from service.console.i18n import _
 from service.db import get_session
 from service.models import Operator
 
+log = logging.getLogger(__name__)
 login_manager = LoginManager()
 login_manager.session_protection = "basic"  # "strong" would log out an operator whose mobile IP changes
 
@@ -34,7 +43,7 @@ class SignedIn:
         return bool(self.operator.active)
 
     def get_id(self) -> str:
-        return str(self.operator.id)
+        return f"{self.operator.id}:{self.operator.session_generation or 0}"
 
 
 def init_app(app) -> None:
@@ -53,10 +62,13 @@ def _load(operator_id: str):
             time.time() - started > current_app.config["CONSOLE_SESSION_HOURS"] * 3600:
         return None  # the cookie is refreshed on every request: the login itself must expire
     try:
-        operator = get_session().get(Operator, int(operator_id))
+        found, generation = (int(part) for part in operator_id.split(":"))
     except ValueError:
+        return None  # also a session from before generations: log in again
+    operator = get_session().get(Operator, found)
+    if operator is None or not operator.active or (operator.session_generation or 0) != generation:
         return None
-    return SignedIn(operator) if operator is not None and operator.active else None
+    return SignedIn(operator)
 
 
 @login_manager.unauthorized_handler
@@ -66,6 +78,13 @@ def _to_login():
 
 def current_operator() -> Operator | None:
     return current_user.operator if current_user and current_user.is_authenticated else None
+
+
+def keep_signed_in(operator: Operator) -> None:
+    """After a change that ended `operator`'s sessions, made by that operator: this session
+    (and only this one) goes on with the new generation."""
+    if current_operator() is not None and current_operator().id == operator.id:
+        login_user(SignedIn(operator))
 
 
 def requires(permission: str):
@@ -88,10 +107,39 @@ def _local(target: str | None) -> str | None:
     return target if not urlsplit(target).netloc else None
 
 
+def _too_many_attempts() -> int | None:
+    """Count this login attempt of the address; the seconds to wait if it is one too many.
+    Redis down: the attempt goes on (the per-account lock-out still holds)."""
+    config = current_app.config
+    limit = int(config.get("LOGIN_IP_MAX_ATTEMPTS", accounts.LOGIN_IP_MAX_ATTEMPTS))
+    if limit <= 0:
+        return None
+    try:
+        attempts = accounts.count_attempt(current_app.extensions["redis"], request.remote_addr,
+                                          int(config.get("LOGIN_IP_WINDOW", accounts.LOGIN_IP_WINDOW)))
+    except redis.RedisError as exc:
+        log.warning("login attempts not counted (Redis: %s)", type(exc).__name__)
+        return None
+    if attempts.count <= limit:
+        return None
+    if attempts.count == limit + 1:  # the first refusal of the window is audited, not each of a flood
+        db = get_session()
+        audit.record(db, None, "operator.login_rate_limited", after={"address": request.remote_addr,
+                                                                     "attempts": limit})
+        db.commit()
+    return attempts.retry_after
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     error = None
     if request.method == "POST":
+        wait = _too_many_attempts()
+        if wait is not None:  # before any name is looked up: the answer says nothing of the account
+            error = i18n.ngettext("Too many login attempts from this connection. Try again in %(num)d minute.",
+                                  "Too many login attempts from this connection. Try again in %(num)d minutes.",
+                                  max(1, -(-wait // 60)))
+            return render_template("console/login.html", error=error), 429, {"Retry-After": str(wait)}
         db = get_session()
         username = request.form.get("username", "")
         config = current_app.config

@@ -1,7 +1,9 @@
 """Administrators manage the console's operators: create, change roles, disable or enable,
 unlock, reset a password. Every change is in the audit log with its before and after,
 never a password or its hash. An administrator cannot remove their own administrator
-role nor disable themselves (the console would be left without its keys).
+role nor disable themselves (the console would be left without its keys). A new password,
+new roles or a disable end the operator's sessions (accounts.end_sessions); an administrator
+changing their own account stays signed in on the page where they did it.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from sqlalchemy import select
 
 from service import accounts, audit
 from service.console import bp
-from service.console.auth import current_operator, requires
+from service.console.auth import current_operator, keep_signed_in, requires
 from service.console.i18n import ROLE_LABELS, _, label
 from service.db import get_session
-from service.models import Operator, utcnow
+from service.models import Operator
 
 ADMIN = "administrator"
 
@@ -40,6 +42,11 @@ def _roles_from_form() -> list[str]:
     return sorted({r for r in request.form.getlist("roles") if r in accounts.ROLES})
 
 
+def refusal(exc: accounts.AccountError) -> str:
+    """An AccountError in the operator's language (accounts.MESSAGES are in the catalogs)."""
+    return _(exc.msgid, **exc.params)
+
+
 def _back(operator_id: int | None = None):
     if operator_id is None:
         return redirect(url_for("console.operators"))
@@ -58,16 +65,13 @@ def index():
 @requires("manage_operators")
 def create():
     db = get_session()
-    password = request.form.get("password", "")
-    if len(password) < accounts.PASSWORD_MIN:
-        flash(_("A password needs at least %(n)d characters.", n=accounts.PASSWORD_MIN), "error")
-        return _back()
     try:
-        created = accounts.create(db, request.form.get("username", ""), password, _roles_from_form(),
+        created = accounts.create(db, request.form.get("username", ""), request.form.get("password", ""),
+                                  _roles_from_form(),
                                   display_name=request.form.get("display_name", "").strip()[:128] or None)
     except accounts.AccountError as exc:
         db.rollback()
-        flash(_("Not created: %(reason)s", reason=str(exc)), "error")
+        flash(_("Not created: %(reason)s", reason=refusal(exc)), "error")
         return _back()
     audit.record(db, current_operator(), "operator.create", "operator", created.id, after=view(created))
     db.commit()
@@ -90,19 +94,22 @@ def roles(operator_id: int):
     db = get_session()
     target = _operator_or_404(operator_id)
     wanted = _roles_from_form()
-    if not wanted:
-        flash(_("Choose at least one role."), "error")
-        return _back(operator_id)
     if target.id == current_operator().id and ADMIN in (target.roles or []) and ADMIN not in wanted:
         flash(_("You cannot remove your own administrator role: ask another administrator."), "error")
         return _back(operator_id)
     before = view(target)
-    target.roles = wanted  # a new list: the JSON column sees the change
-    if view(target) != before:
+    try:
+        changed = accounts.set_roles(target, wanted)
+    except accounts.AccountError as exc:
+        flash(refusal(exc), "error")
+        return _back(operator_id)
+    if changed:
         audit.record(db, current_operator(), "operator.roles", "operator", target.id, before=before,
                      after=view(target))
         db.commit()
+        keep_signed_in(target)
         flash(_("Roles changed."))
+        flash(_("Sessions of this account opened elsewhere are signed out."))
     return _back(operator_id)
 
 
@@ -115,9 +122,8 @@ def active(operator_id: int):
     if target.id == current_operator().id and not enable:
         flash(_("You cannot disable your own account."), "error")
         return _back(operator_id)
-    if bool(target.active) != enable:
-        before = view(target)
-        target.active = enable
+    before = view(target)
+    if accounts.set_active(target, enable):
         audit.record(db, current_operator(), "operator.enable" if enable else "operator.disable", "operator",
                      target.id, before=before, after=view(target))
         db.commit()
@@ -144,15 +150,15 @@ def unlock(operator_id: int):
 def password(operator_id: int):
     db = get_session()
     target = _operator_or_404(operator_id)
-    new = request.form.get("password", "")
-    if len(new) < accounts.PASSWORD_MIN:
-        flash(_("A password needs at least %(n)d characters.", n=accounts.PASSWORD_MIN), "error")
+    try:
+        accounts.set_password(target, request.form.get("password", ""))
+    except accounts.AccountError as exc:
+        flash(refusal(exc), "error")
         return _back(operator_id)
-    target.password_hash = accounts.hash_password(new)
-    target.password_changed_at = utcnow()
-    target.failed_logins = 0
     audit.record(db, current_operator(), "operator.password_reset", "operator", target.id,
                  after={"username": target.username, "password_changed": True})
     db.commit()
+    keep_signed_in(target)
     flash(_("Password reset: give it to %(name)s by a safe way, never by SMS.", name=target.username))
+    flash(_("Sessions of this account opened elsewhere are signed out."))
     return _back(operator_id)
