@@ -156,14 +156,10 @@ def database_url(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def locales_dir(tmp_path_factory) -> Path:
     """A copy of locales/ where the translators' page saves, read by the bot in this process
-    (bot.messages, which takes LOCALES_DIR from the environment at import: set here) and by
-    the action server (its environment)."""
+    during each browser test (see _clean) and by the action server (its environment)."""
     copy = tmp_path_factory.mktemp("locales") / "locales"
     shutil.copytree(ROOT / "locales", copy, ignore=shutil.ignore_patterns("*.mo"))
-    patch = pytest.MonkeyPatch()
-    patch.setattr(messages, "LOCALES_DIR", copy)
-    yield copy
-    patch.undo()
+    return copy
 
 
 @pytest.fixture(scope="session")
@@ -238,8 +234,12 @@ def live(database_url, standin, ports, locales_dir, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _clean(live, browser):
-    """Each test starts with empty tables, queues and stand-in, and a browser signed out."""
+def _clean(live, browser, locales_dir, monkeypatch):
+    """Each test starts with empty tables, queues and stand-in, and a browser signed out.
+    The bot of this process (the live server's) reads the copy of the catalogs: bot.messages
+    takes LOCALES_DIR from the environment at import, so it is set on the module, for this
+    test only (the unit tests of the same run keep reading locales/)."""
+    monkeypatch.setattr(messages, "LOCALES_DIR", locales_dir)
     live.clean()
     browser.delete_all_cookies()
     yield
