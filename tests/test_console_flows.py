@@ -70,14 +70,15 @@ def test_an_analyst_may_not_edit_the_flow(client, analyst, flows):
     assert client.post("/console/flows", data={"op": "move_field"}).status_code in (400, 403)
 
 
-def test_the_page_shows_the_fields_and_says_a_retrain_is_needed(client, editor, flows):
+def test_the_page_shows_the_fields_and_says_changes_apply_without_a_restart(client, editor, flows):
     signed_in(client, "redactrice")
     with client.session_transaction() as cookie:
         cookie["console_lang"] = "en"
     page = shown(client.get("/console/flows"))
     for name in ("category", "place", "occurred_at", "people_affected", "perpetrator"):
         assert f"<code>{name}</code>" in page
-    assert "when.last_night" in page and "ask_people_hurt" in page and "alerte train" in page
+    assert "when.last_night" in page and "ask_people_hurt" in page
+    assert "within a few seconds, without a restart" in page and "alerte train" not in page
 
 
 def test_a_reorder_is_saved_and_read_back_by_the_bot_loader(client, db, editor, flows):

@@ -116,7 +116,7 @@ def test_the_list_shows_the_french_beside_and_filters_missing_fuzzy_and_review(c
     assert "/console/translations/ln/welcome\"" not in review
     french = shown(client.get("/console/translations", query_string={"lang": "fr"}))
     assert MESSAGES["welcome"] in french  # French is shown beside the English source
-    assert "python -m bot.catalogs check" in every and "redémarrage" in every
+    assert "python -m bot.catalogs check" in every and "en quelques secondes" in every
 
 
 # --- saving -----------------------------------------------------------------------------
