@@ -14,6 +14,9 @@ def create_app(config: dict | None = None) -> Flask:
     """Build the web app; tests pass a mapping (including an ENGINE) instead of the environment."""
     app = Flask(__name__)
     app.config.update(settings.load(config))
+    if app.config["TRUSTED_PROXIES"] > 0:  # behind the TLS proxy: the client is in X-Forwarded-For
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=app.config["TRUSTED_PROXIES"])
     alerte_logging.init_app(app)
     db.init_app(app)
     privacy.init_app(app)

@@ -97,6 +97,11 @@ DEFAULTS: dict[str, object] = {
     "CONSOLE_SESSION_HOURS": 12,  # an operator's login lasts this long, then the password again
     "LOGIN_MAX_FAILURES": 5,  # wrong passwords in a row before the account is locked
     "LOGIN_LOCKOUT": 900,  # s the account stays locked
+    "LOGIN_IP_MAX_ATTEMPTS": 20,  # logins from one address (IPv6: its /64) per window; 0: no limit
+    "LOGIN_IP_WINDOW": 600,  # s, from the address's first attempt
+    # proxies in front of the web service whose X-Forwarded-For is believed (the client's
+    # address for the login limit and the audit log); 0: the connection's own address
+    "TRUSTED_PROXIES": 0,
     # retraining the understanding from the console (service/retraining.py)
     "NLU_DATA_DIR": os.environ.get("NLU_DATA_DIR") or None,  # training data (None: nlu/data)
     "RETRAIN_CONFIG": None,  # Rasa config to train with (None: nlu/config.yml)
@@ -113,7 +118,7 @@ INTS = {"PHONE_RETENTION_DAYS", "CONVERSATION_TIMEOUT", "ALERT_DRAFT_TIMEOUT", "
         "CALLBACK_DELAY", "CALLBACK_WINDOW", "CALLBACK_RATE", "CALLBACK_MAX_ATTEMPTS", "CALLBACK_RETRY_DELAY",
         "CALLBACK_RING_TIMEOUT", "CALLBACK_CLAIM_TIMEOUT", "VOICE_CALL_IDLE", "RECORDING_FETCH_ATTEMPTS",
         "RECORDING_URL_TTL", "CONSOLE_SESSION_HOURS", "LOGIN_MAX_FAILURES", "LOGIN_LOCKOUT",
-        "RETRAIN_TIMEOUT"}
+        "RETRAIN_TIMEOUT", "LOGIN_IP_MAX_ATTEMPTS", "LOGIN_IP_WINDOW", "TRUSTED_PROXIES"}
 FLOATS = {"RASA_TIMEOUT", "LOCK_TIMEOUT", "LOCK_WAIT", "WEBHOOK_BUDGET", "DB_CONNECT_TIMEOUT", "BROADCAST_SLICE",
           "BROADCAST_GIVE_WAY", "VOICE_STEP_BUDGET", "RETRAIN_MARGIN"}
 

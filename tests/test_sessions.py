@@ -173,3 +173,28 @@ def test_with_redis_down_the_login_still_works_and_the_account_lock_out_still_ho
     for _ in range(3):  # LOGIN_MAX_FAILURES = 3
         login_from(client, "198.51.100.30", "analyste", "wrong password here")
     assert login_from(app.test_client(), "198.51.100.31", "analyste").status_code == 200  # locked
+
+
+def login_via_proxy(client, forwarded_for: str, username: str, password: str = PASSWORD):
+    """A login as the TLS proxy forwards it: from the proxy's address, the client's in the header."""
+    environ, headers = {"REMOTE_ADDR": "172.18.0.1"}, {"X-Forwarded-For": forwarded_for}
+    token = csrf(client.get("/console/login", environ_base=environ, headers=headers))
+    return client.post("/console/login", data={"username": username, "password": password, "csrf_token": token},
+                       environ_base=environ, headers=headers)
+
+
+@pytest.mark.parametrize("trusted", [0, 1])
+def test_behind_a_trusted_proxy_each_client_has_its_own_limit_and_otherwise_the_header_is_ignored(
+        app_config, db, analyst, trusted):
+    from service.app import create_app
+    app = create_app({**app_config, "TRUSTED_PROXIES": trusted, "LOGIN_IP_MAX_ATTEMPTS": LIMIT})
+    client = app.test_client()
+    for _ in range(LIMIT):
+        assert login_via_proxy(client, "203.0.113.50", "personne", "wrong").status_code == 200  # no lock-out
+    assert login_via_proxy(client, "203.0.113.50", "analyste").status_code == 429  # that client is held back
+    other = login_via_proxy(app.test_client(), "203.0.113.51", "analyste")
+    # trusted: another client behind the same proxy still signs in; not trusted: the header
+    # is a client's word, so everyone behind the proxy is one address (and a forger gains nothing)
+    assert other.status_code == (302 if trusted else 429)
+    app.extensions["redis"].flushdb()
+    app.extensions["db"].engine.dispose()
