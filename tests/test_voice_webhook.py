@@ -377,7 +377,7 @@ def test_a_slow_engine_gets_the_caller_to_recording_within_the_budget(db, phone,
     def slow(*args, **kwargs):
         release.wait(10)
         return real(*args, **kwargs)
-    app.config["VOICE_STEP_BUDGET"] = 0.5
+    budget, app.config["VOICE_STEP_BUDGET"] = app.config["VOICE_STEP_BUDGET"], 0.5
     p = phone()
     p.dial()
     p.press("1")  # French
@@ -388,6 +388,9 @@ def test_a_slow_engine_gets_the_caller_to_recording_within_the_budget(db, phone,
         release.set()  # the late step finishes (its answer is never heard)
     assert p.heard() == ["voice.fallback"] and p.languages() == {"fr"} and p.doc.find("Record") is not None
     monkeypatch.undo()
+    # the recording's own step with the usual budget: on a loaded machine half a second can
+    # pass storing it too (then it would come in by its recording callback, another test)
+    app.config["VOICE_STEP_BUDGET"] = budget
     sid = p.record(20)
     assert p.ended
     recording = db.scalar(select(Recording).where(Recording.recording_sid == sid))
