@@ -5,17 +5,19 @@ ISO week of submission, how long from a report (submitted_at, else created_at) t
 first "acknowledged" step and to its "dispatched" step. And in this conflict silence can
 mean the network is cut: territories that usually report and have gone quiet.
 
-Each metric is one grouped query (plus one for the places' areas); medians and percentiles
-are computed here from per-alert durations, the same way on SQLite and PostgreSQL (linear
-interpolation, like PostgreSQL's percentile_cont). Eastern DRC days and weeks (UTC+2, no DST)
-come from epoch seconds by integer arithmetic (`epoch_us`, `east_day`), not per-row datetimes.
+Each metric is one grouped query (silent areas: plus one for the places). Response times are
+grouped per week and place in SQL, their durations as arrays on PostgreSQL; medians and
+percentiles are taken here, once per area and week, the same way on SQLite and PostgreSQL
+(linear interpolation, like PostgreSQL's percentile_cont). Eastern DRC days and weeks (UTC+2,
+no DST) come from epoch seconds by integer arithmetic (`epoch_us`, `east_day`), not per-row
+datetimes.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import BigInteger, Integer, case, cast, func, select
+from sqlalchemy import BigInteger, Float, Integer, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from bot.categories import BY_CODE
@@ -32,9 +34,13 @@ HIDDEN = tuple(c.code for c in BY_CODE.values() if c.restricted)
 
 def percentile(values: list[float], p: float) -> float | None:
     """The p-th quantile (0..1) by linear interpolation between closest ranks."""
-    if not values:
+    return _interpolated(sorted(values), p)
+
+
+def _interpolated(ordered: list[float], p: float) -> float | None:
+    """`percentile` of values already in order."""
+    if not ordered:
         return None
-    ordered = sorted(values)
     rank = p * (len(ordered) - 1)
     low = int(rank)
     high = min(low + 1, len(ordered) - 1)
@@ -89,8 +95,8 @@ def east_day(session: Session, value):
     """SQL for the eastern DRC day of a timestamp, as days since 1970-01-01 (see `day_of`)."""
     if session.get_bind().dialect.name == "postgresql":  # date_part: double precision, cheaper than numeric
         return cast(func.floor((func.date_part("epoch", value) + EAST_OFFSET_S) / 86400), BigInteger)
-    # SQLite's integer division truncates: fine for timestamps after 1970
-    return (_sqlite_seconds(value) + EAST_OFFSET_S) / 86400
+    # an integer division (SQLAlchemy's `/` would be SQLite's real one); it truncates: fine after 1970
+    return (_sqlite_seconds(value) + EAST_OFFSET_S) // 86400
 
 
 def _sqlite_seconds(value):
@@ -103,17 +109,6 @@ def day_of(number: int) -> date:
     return _EPOCH + timedelta(days=number)
 
 
-def _place_areas(session: Session, ids) -> dict[int, list[tuple[str, str, str | None]]]:
-    """Per place id, the (level, p-code, name) areas its alerts count in (`_areas`)."""
-    ids, found = sorted({i for i in ids if i is not None}), {}
-    for n in range(0, len(ids), 5000):
-        for row in session.execute(select(Place.id, Place.level, Place.key, Place.admin1_pcode, Place.admin1_name,
-                                          Place.admin2_pcode, Place.admin2_name, Place.name)
-                                   .where(Place.id.in_(ids[n:n + 5000]))):
-            found[row[0]] = _areas(*row[1:])
-    return found
-
-
 def response_times(session: Session, weeks: int = WEEKS, now: datetime | None = None,
                    include_restricted: bool = False) -> list[dict]:
     """One row per (area, ISO week) of the last `weeks` weeks, plus "all" areas per week.
@@ -121,61 +116,92 @@ def response_times(session: Session, weeks: int = WEEKS, now: datetime | None = 
     Times are in seconds. `alerts` counts reports submitted that week; `acknowledged` and
     `dispatched` those that reached the step (at any time since).
 
-    One query: per alert of the window its submission and first acknowledged and dispatched
-    times (alerts joined with their steps and grouped per alert, not a subquery per row), as
-    integer microseconds; the places' areas in a second small query; then integer
-    arithmetic (weeks from days since 1970, eastern DRC time) and the percentiles."""
+    SQL does the per-alert work (`_durations`) and, on PostgreSQL, groups the durations per
+    week and place into arrays (a few hundred rows, not one per alert); here they go into
+    each place's areas, and the percentiles are taken once per area and week. percentile_cont
+    per area in SQL was measured slower: four grouping sets of 29,000 rows, 95 to 125 ms against
+    20 ms for the arrays (bench_console data, docs/BENCHMARKS.md)."""
     now = _utc(now or datetime.now(timezone.utc))
     start = _week_start(now) - timedelta(weeks=weeks - 1)
+    groups: dict[tuple, list] = {}  # (monday, level, p-code) -> [name, alerts, ack times, dispatch times]
+    for monday, alerts, acks, dispatches, *place in _per_week_and_place(session, start, now, include_restricted):
+        for level, pcode, name in [("all", None, None), *_areas(*place)]:
+            group = groups.get((monday, level, pcode))
+            if group is None:
+                group = groups[monday, level, pcode] = [name, 0, [], []]
+            elif name is not None and (group[0] is None or name < group[0]):
+                group[0] = name  # one name per p-code whatever the order of the rows
+            group[1] += alerts
+            group[2] += acks
+            group[3] += dispatches
+    weeks_of: dict[int, str] = {}
+    found = []
+    for (monday, level, pcode), (name, alerts, acks, dispatches) in groups.items():
+        if monday not in weeks_of:
+            year, number, _ = day_of(monday).isocalendar()
+            weeks_of[monday] = f"{year}-W{number:02d}"
+        acks.sort()
+        dispatches.sort()
+        found.append({"level": level, "pcode": pcode, "name": name, "week": weeks_of[monday], "alerts": alerts,
+                      "acknowledged": len(acks), "dispatched": len(dispatches),
+                      "ack_median_s": _interpolated(acks, 0.5), "ack_p90_s": _interpolated(acks, 0.9),
+                      "dispatch_median_s": _interpolated(dispatches, 0.5),
+                      "dispatch_p90_s": _interpolated(dispatches, 0.9)})
+    order = {"all": 0, "adm1": 1, "adm2": 2, "none": 3}
+    return sorted(found, key=lambda g: (g["week"], order[g["level"]], g["pcode"] or ""))
+
+
+def _durations(session: Session, start: datetime, now: datetime, include_restricted: bool):
+    """A subquery, one row per submitted alert of the window: the Monday of its eastern week
+    (days since 1970), its place, its seconds to the first "acknowledged" and to the
+    "dispatched" step (NULL if not reached; 0 for a step before submission).
+
+    The window's alerts joined once with their steps and grouped per alert (one scan of each
+    table, no subquery per row). Durations from integer microseconds, as a float division:
+    the same double as Python's `us / 1000000`."""
     submitted = func.coalesce(Alert.submitted_at, Alert.created_at)
-    # one scan of each table: the window's alerts joined with their steps, grouped per alert
     ack = func.min(case((AlertEvent.to_status == "acknowledged", AlertEvent.at)))
     dispatch = func.min(case((AlertEvent.to_status == "dispatched", AlertEvent.at)))
-    query = (select(epoch_us(session, submitted), epoch_us(session, ack), epoch_us(session, dispatch), Alert.place_id)
-             .outerjoin(AlertEvent, (AlertEvent.alert_id == Alert.id)
-                        & AlertEvent.to_status.in_(("acknowledged", "dispatched")))
-             .where(Alert.status != "draft", submitted >= start, submitted <= now)
-             .group_by(Alert.id))
-    rows = session.execute(_restrict(query, include_restricted)).all()
-    # first per (eastern day, place): one dict look-up per alert; then into each area and week
-    buckets: dict[tuple, list] = {}  # (day, place id) -> [alerts, ack times, dispatch times]
-    for at, ack, dispatch, place_id in rows:
-        key = ((at // 1000000 + EAST_OFFSET_S) // 86400, place_id)
-        bucket = buckets.get(key)
-        if bucket is None:
-            bucket = buckets[key] = [0, [], []]
-        bucket[0] += 1
-        if ack is not None:
-            bucket[1].append(max(ack - at, 0) / 1000000)
-        if dispatch is not None:
-            bucket[2].append(max(dispatch - at, 0) / 1000000)
-    areas = _place_areas(session, {place_id for _day, place_id in buckets})
-    unplaced = [("none", None, None)]
-    weeks_of: dict[int, str] = {}
-    groups: dict[tuple, dict] = {}
-    for (day, place_id), (alerts, acks, dispatches) in buckets.items():
-        week = weeks_of.get(day)
-        if week is None:
-            year, number, _ = day_of(day).isocalendar()
-            week = weeks_of[day] = f"{year}-W{number:02d}"
-        for level, pcode, name in [("all", None, None), *areas.get(place_id, unplaced)]:
-            group = groups.get((level, pcode, week))
-            if group is None:
-                group = groups[level, pcode, week] = {"level": level, "pcode": pcode, "name": name, "week": week,
-                                                      "alerts": 0, "ack": [], "dispatch": []}
-            group["alerts"] += alerts
-            group["ack"] += acks
-            group["dispatch"] += dispatches
-    order = {"all": 0, "adm1": 1, "adm2": 2, "none": 3}
-    result = []
-    for key in sorted(groups, key=lambda k: (k[2], order[k[0]], k[1] or "")):
-        group = groups[key]
-        ack, dispatch = group.pop("ack"), group.pop("dispatch")
-        group.update(acknowledged=len(ack), dispatched=len(dispatch),
-                     ack_median_s=percentile(ack, 0.5), ack_p90_s=percentile(ack, 0.9),
-                     dispatch_median_s=percentile(dispatch, 0.5), dispatch_p90_s=percentile(dispatch, 0.9))
-        result.append(group)
-    return result
+    per_alert = (select(Alert.place_id, east_day(session, submitted).label("day"),
+                        epoch_us(session, submitted).label("at"), epoch_us(session, ack).label("ack"),
+                        epoch_us(session, dispatch).label("dispatch"))
+                 .outerjoin(AlertEvent, (AlertEvent.alert_id == Alert.id)
+                            & AlertEvent.to_status.in_(("acknowledged", "dispatched")))
+                 .where(Alert.status != "draft", submitted >= start, submitted <= now)
+                 .group_by(Alert.id))
+    a = _restrict(per_alert, include_restricted).subquery("per_alert")
+
+    def seconds(step):  # NULL when not reached (PostgreSQL's greatest() would say 0)
+        return cast(case((step >= a.c.at, step - a.c.at), (step < a.c.at, 0)), Float) / 1000000
+
+    return select((a.c.day - (a.c.day + 3) % 7).label("monday"),  # 1970-01-01 was a Thursday
+                  a.c.place_id, seconds(a.c.ack).label("ack_s"), seconds(a.c.dispatch).label("dispatch_s")) \
+        .subquery("durations")
+
+
+_PLACE = (Place.level, Place.key, Place.admin1_pcode, Place.admin1_name, Place.admin2_pcode, Place.admin2_name,
+          Place.name)  # `_areas`' arguments
+
+
+def _per_week_and_place(session: Session, start: datetime, now: datetime, include_restricted: bool):
+    """(monday, alerts, ack times, dispatch times, *`_PLACE`) rows. PostgreSQL: one per week and
+    place, the times as arrays (array_agg); SQLite has no arrays: one per alert."""
+    d = _durations(session, start, now, include_restricted)
+    if session.get_bind().dialect.name == "postgresql":
+        g = (select(d.c.monday, d.c.place_id, func.count().label("alerts"),
+                    func.array_agg(d.c.ack_s).filter(d.c.ack_s.is_not(None)).label("acks"),
+                    func.array_agg(d.c.dispatch_s).filter(d.c.dispatch_s.is_not(None)).label("dispatches"))
+             .group_by(d.c.monday, d.c.place_id).subquery("per_place"))
+        query = select(g.c.monday, g.c.alerts, g.c.acks, g.c.dispatches, *_PLACE)
+        # an outer join: no place, or a dangling place id (SQLite without foreign keys), is "none"
+        for monday, alerts, acks, dispatches, *place in session.execute(
+                query.select_from(g).outerjoin(Place, Place.id == g.c.place_id)):
+            yield (int(monday), alerts, acks or [], dispatches or [], *place)
+        return
+    for monday, ack, dispatch, *place in session.execute(
+            select(d.c.monday, d.c.ack_s, d.c.dispatch_s, *_PLACE).select_from(d)
+            .outerjoin(Place, Place.id == d.c.place_id)):
+        yield (int(monday), 1, [] if ack is None else [ack], [] if dispatch is None else [dispatch], *place)
 
 
 def silent_areas(session: Session, now: datetime | None = None, weeks: int = SILENT_BASELINE_WEEKS,

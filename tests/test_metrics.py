@@ -6,8 +6,13 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta, timezone
 
+import json
+import re
+
 import pytest
+import redis as redis_client
 from sqlalchemy import DateTime, literal, select
+from sqlalchemy.orm import Session
 
 from bot.parsing import EAST
 from service import metrics
@@ -264,5 +269,125 @@ def test_eastern_days_from_epoch_seconds_in_sql(db):
                datetime(2024, 2, 29, 12, 30, 0, 5)):
         value = literal(at.replace(tzinfo=timezone.utc), DateTime(timezone=True))
         day, us = db.execute(select(metrics.east_day(db, value), metrics.epoch_us(db, value))).one()
-        assert metrics.day_of(int(day)) == at.replace(tzinfo=timezone.utc).astimezone(EAST).date()
+        assert isinstance(day, int)  # SQLite too: an integer division, so alerts of one day group together
+        assert metrics.day_of(day) == at.replace(tzinfo=timezone.utc).astimezone(EAST).date()
         assert us == (at - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+def test_response_times_on_many_places_and_weeks_are_those_of_a_plain_computation(db):
+    """Several alerts per week and place (PostgreSQL's arrays per week and place are then
+    merged into areas), places sharing a territory under different names (one name, the
+    smallest, whatever the order of the rows)."""
+    rng = random.Random(12)
+    spots = [place(db, f"x:{n}", f"CD6{n % 2}", f"CD6{n % 2}0{n % 3}") for n in range(9)]
+    spots[4].admin2_name = "another name"
+    for n in range(400):
+        at = NOW - timedelta(seconds=rng.uniform(0, 86400 * 7 * 5))
+        report(db, rng.choice(spots + [None]), at, ack=timedelta(seconds=rng.uniform(-60, 9000)) if n % 3 else None,
+               dispatch=timedelta(hours=rng.uniform(0, 30)) if n % 4 == 0 else None)
+    db.commit()
+    got = metrics.response_times(db, weeks=5, now=NOW)
+    assert got == _plain_names(_plain_response_times(db, 5, NOW, False))
+    assert 300 < sum(r["alerts"] for r in got if r["level"] == "all") < 400  # the oldest: before the window
+    assert len({r["week"] for r in got}) == 5 and any(r["name"] == "another name" for r in got)
+
+
+def _plain_names(rows):
+    """The plain computation names an area after its first alert's place: the smallest name instead."""
+    names = {}
+    for r in rows:
+        if r["name"] is not None:
+            names[r["level"], r["pcode"]] = min(names.get((r["level"], r["pcode"]), r["name"]), r["name"])
+    return [{**r, "name": names.get((r["level"], r["pcode"]), r["name"])} for r in rows]
+
+
+# --- the dashboard's figures: computed at once, cached a short while (service/console/dashboard.py) ------
+
+@pytest.fixture
+def pages_db(app):
+    """A session of the test's own, apart from the pages' (as in tests/test_console.py)."""
+    session = Session(app.extensions["db"].engine, expire_on_commit=False)
+    yield session
+    session.close()
+
+
+def _signed_in_analyst(client, session):
+    from tests.test_console import make_operator, signed_in
+
+    make_operator(session, "analyste", ["analyst"])
+    return signed_in(client, "analyste")
+
+
+def _dashboard(client) -> str:
+    from tests.test_console import shown
+
+    page = client.get("/console/dashboard")
+    assert page.status_code == 200
+    return shown(page)
+
+
+def test_the_dashboard_keeps_its_figures_a_short_while_and_says_how_old_they_are(app, client, pages_db):
+    from service.console import dashboard
+    from tests.test_console import new_alert
+    from tests.test_console import place as console_place
+
+    village = console_place(pages_db, "kiwanja", "Kiwanja")
+    new_alert(pages_db, category="LOOTING", place_id=village)
+    _signed_in_analyst(client, pages_db)
+    text = _dashboard(client)
+    assert "Pillage/feu: 1</title>" in text and re.search(r"calculé il y a [0-5] s", text)
+    assert "gardés 45 secondes" in text
+    new_alert(pages_db, category="LOOTING", place_id=village)
+    assert "Pillage/feu: 1</title>" in _dashboard(client)  # the kept figures
+    cache = app.extensions["redis"]
+    key = dashboard.CACHE_KEY.format(restricted=1, weeks=dashboard.WEEKS)
+    assert 0 < cache.ttl(key) <= dashboard.CACHE_S
+    kept = json.loads(cache.get(key))
+    kept["computed_at"] = (datetime.fromisoformat(kept["computed_at"]) - timedelta(seconds=20)).isoformat()
+    cache.set(key, json.dumps(kept), ex=dashboard.CACHE_S)
+    assert re.search(r"calculé il y a 2[0-5] s", _dashboard(client))
+    cache.delete(key)
+    assert "Pillage/feu: 2</title>" in _dashboard(client)  # computed again
+
+
+def test_figures_are_kept_apart_for_those_who_may_not_see_restricted_categories(client, pages_db, monkeypatch):
+    from tests.test_console import new_alert
+    from tests.test_console import place as console_place
+
+    village = console_place(pages_db, "kiwanja", "Kiwanja")
+    new_alert(pages_db, category="SEXUAL_VIOLENCE", place_id=village)
+    _signed_in_analyst(client, pages_db)
+    assert "· Viol: 1</title>" in _dashboard(client)  # the category's French label
+    monkeypatch.setattr("service.accounts.RESTRICTED_ROLES", ("administrator",))  # the analyst may no longer
+    text = _dashboard(client)
+    assert "Viol" not in text and "<svg" not in text
+
+
+def test_without_redis_the_dashboard_computes_its_figures(app, client, pages_db, caplog):
+    from tests.test_console import new_alert
+    from tests.test_console import place as console_place
+
+    new_alert(pages_db, category="LOOTING", place_id=console_place(pages_db, "kiwanja", "Kiwanja"))
+    _signed_in_analyst(client, pages_db)
+    app.extensions["redis"] = redis_client.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    text = _dashboard(client)
+    assert "Pillage/feu: 1</title>" in text and re.search(r"calculé il y a [0-5] s", text)
+    assert "dashboard cache unreadable" in caplog.text
+
+
+def test_the_figures_computed_at_once_are_those_computed_one_after_another(app, db, mixed):
+    """On PostgreSQL the three queries run on their own connections and threads."""
+    from service import accounts
+    from service.console import dashboard
+
+    operator = accounts.create(db, "analyste", "correct horse battery", ["analyst"])
+    db.commit()
+    later = NOW + timedelta(days=3)
+    with app.test_request_context():
+        found = dashboard.figures(db, later, operator, 8)
+        counted = [list(r) for r in db.execute(dashboard._chart_query(db, later, operator))]
+    assert found == {"computed_at": later.isoformat(),
+                     "silent": metrics.silent_areas(db, now=later, include_restricted=True),
+                     "times": metrics.response_times(db, weeks=8, now=later, include_restricted=True),
+                     "charts": counted}
+    assert found["times"] and found["charts"] and json.loads(json.dumps(found)) == found
