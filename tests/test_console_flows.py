@@ -213,3 +213,37 @@ def test_saves_and_rollbacks_need_the_csrf_token(client, db, editor, flows):
     assert client.post("/console/flows/history/alert-20260101T000000000000Z-someone.yml/rollback",
                        data={"base": base, "csrf_token": "forged"}).status_code == 400
     assert (flows / "alert.yml").read_bytes() == original and audit_rows(db, "flow.save") == []
+
+
+def test_a_removed_answer_is_added_back_at_the_end_and_no_unknown_one_can_be(client, db, editor, flows):
+    signed_in(client, "redactrice")
+    assert change(client, op="remove_option", field="occurred_at", option="2").status_code == 302  # last_night
+    flow = load(flows / "alert.yml")
+    assert [o.value for o in flow.field("occurred_at").options] == ["now", "today", "yesterday", "earlier"]
+    page = client.get("/console/flows").get_data(as_text=True)
+    assert '<option value="last_night">last_night (when.last_night)</option>' in page
+    assert change(client, op="add_option", field="occurred_at", value="last_night").status_code == 302
+    options = load(flows / "alert.yml").field("occurred_at").options
+    assert [(o.number, o.value, o.label) for o in options][-1] == (5, "last_night", "when.last_night")
+    for value in ("last_night", "next_week", ""):  # already there; one the bot could not read; none
+        before = (flows / "alert.yml").read_bytes()
+        answer = change(client, op="add_option", field="occurred_at", value=value)
+        assert answer.status_code == 422 and "peut reprendre" in shown(answer)
+        assert (flows / "alert.yml").read_bytes() == before
+    last = audit_rows(db, "flow.save")[-1].after
+    assert (last["op"], last["field"], last["option"]) == ("add_option", "occurred_at", "last_night")
+
+
+def test_the_question_for_a_kind_of_report_is_set_and_cleared(client, editor, flows):
+    signed_in(client, "redactrice")
+    assert change(client, op="set_ask_for", field="people_affected", category="ATTACK",
+                  ask="ask_people_victims").status_code == 302
+    field = load(flows / "alert.yml").field("people_affected")
+    assert field.question("ATTACK") == "ask_people_victims" and field.question("CLASH") == "ask_people_hurt"
+    assert change(client, op="set_ask_for", field="people_affected", category="CLASH", ask="").status_code == 302
+    field = load(flows / "alert.yml").field("people_affected")
+    assert field.question("CLASH") == "ask_people"  # the field's own question again
+    for fields in ({"category": "ATTACK", "ask": "no_such_message"}, {"category": "NOPE", "ask": "ask_people"}):
+        before = (flows / "alert.yml").read_bytes()
+        assert change(client, op="set_ask_for", field="people_affected", **fields).status_code == 422
+        assert (flows / "alert.yml").read_bytes() == before

@@ -45,7 +45,11 @@ from service.db import get_session
 FLOW = "alert"
 HISTORY = ".history"
 VERSION = re.compile(r"^alert-(\d{8}T\d{12}Z)-([a-z0-9._-]{1,64})\.yml$")
-OPS = ("move_field", "move_option", "remove_option", "set_ask", "set_only_for")
+OPS = ("move_field", "move_option", "remove_option", "add_option", "set_ask", "set_ask_for", "set_only_for")
+# The answers a menu may offer are those the bot's parsers know for that field: the ones of
+# the shipped flow. A removed one can be added back; a new value would be one the bot could
+# not read (that is a developer's change, in bot/ and flows/ together).
+SHIPPED = Path(bot_flow.__file__).resolve().parent.parent / "flows" / f"{FLOW}.yml"
 
 
 class Refused(Exception):
@@ -238,6 +242,31 @@ def apply(doc, form) -> dict:
             raise Refused(_("%(name)s needs at least one answer: its last one cannot be removed.", name=name))
         options.pop(at)
         return {"op": op, "field": name, "option": value}
+    if op == "add_option":
+        options = _option_list(raw, name)
+        value = form.get("value", "")
+        present = {str(o.get("value")) for o in options if hasattr(o, "get")}
+        known = {str(o.get("value")): o for o in shipped_options(name)}
+        if value not in known or value in present:
+            raise Refused(_("%(value)s is not an answer %(name)s can take back.", value=value or "—", name=name))
+        options.append(known[value])
+        return {"op": op, "field": name, "option": value}
+    if op == "set_ask_for":
+        code, ask = form.get("category", ""), form.get("ask", "").strip()
+        if code not in CODES:
+            raise Refused(_("There is no such kind of report."))
+        previous = dict(raw.get("ask_for") or {})
+        if ask:
+            if ask not in MESSAGES:
+                raise Refused(_("%(id)s is not a message id of the catalogs (bot/messages.py).", id=ask))
+            if raw.get("ask_for") is None:
+                raw["ask_for"] = {}
+            raw["ask_for"][code] = ask
+        elif raw.get("ask_for") and code in raw["ask_for"]:
+            del raw["ask_for"][code]
+            if not raw["ask_for"]:
+                del raw["ask_for"]
+        return {"op": op, "field": name, "category": code, "from": previous.get(code), "to": ask or None}
     if op == "set_ask":
         ask = form.get("ask", "").strip()
         if ask not in MESSAGES:
@@ -267,7 +296,28 @@ def _page(problems=(), status: int = 200):
         flow, broken = None, str(exc)
     return render_template("console/flows.html", flow=flow, broken=broken, problems=problems,
                            base=sha256(data), categories=CODES, message_ids=sorted(MESSAGES),
-                           menus={f.name: _listed(data, f.name) for f in (flow.fields if flow else ())}), status
+                           menus={f.name: _listed(data, f.name) for f in (flow.fields if flow else ())},
+                           addable={f.name: _addable(data, f.name) for f in (flow.fields if flow else ())}), status
+
+
+def shipped_options(name: str) -> list:
+    """The answers of the field in the shipped flow (what the bot can read), as YAML maps."""
+    try:
+        raw = _field(parse_yaml(SHIPPED.read_bytes()), name)[1].get("options")
+    except (OSError, Refused):
+        return []
+    return [o for o in raw if hasattr(o, "get")] if isinstance(raw, list) else []
+
+
+def _addable(data: bytes, name: str) -> list[dict]:
+    """Answers of the shipped flow this field no longer offers (to add back)."""
+    try:
+        present = {str(o.get("value")) for o in _field(parse_yaml(data), name)[1].get("options") or []
+                   if hasattr(o, "get")}
+    except Refused:
+        return []
+    return [{"value": str(o.get("value")), "label": str(o.get("label"))} for o in shipped_options(name)
+            if str(o.get("value")) not in present]
 
 
 def _listed(data: bytes, name: str) -> bool:
