@@ -71,20 +71,13 @@ def train_model(config: Path, out_dir: Path) -> Path:
 
 
 def heldout(model: Path, paths: list[Path], short: Path | None) -> None:
-    port = stack.free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        endpoints = stack.write_endpoints(Path(tmp) / "endpoints.yml", "http://127.0.0.1:9/webhook", None)
-        proc = stack.start_rasa(model, endpoints, port, Path(tmp) / "rasa.log")
-        try:
-            stack.wait_http(f"http://127.0.0.1:{port}/status", 300, proc, ok=stack.rasa_ready)
-            engine = RasaEngine(f"http://127.0.0.1:{port}", timeout=30)
-            for path in paths:
-                print(f"\n== {path.name}")
-                report(score(engine, path))
-            if short:
-                short_messages(engine, short)
-        finally:
-            stack.stop(proc)
+    with stack.parsing_rasa(model) as url:
+        engine = RasaEngine(url, timeout=30)
+        for path in paths:
+            print(f"\n== {path.name}")
+            report(score(engine, path))
+        if short:
+            short_messages(engine, short)
 
 
 def short_messages(engine, path: Path) -> None:

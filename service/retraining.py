@@ -268,15 +268,8 @@ def score(engine, messages: list[dict], tick=lambda: None) -> dict:
 
 def score_model(model: Path, messages: list[dict], tick=lambda: None) -> dict:
     """Score a model file on a Rasa server of its own (loopback, no action server)."""
-    port = stack.free_port()
-    with tempfile.TemporaryDirectory() as tmp:
-        endpoints = stack.write_endpoints(Path(tmp) / "endpoints.yml", "http://127.0.0.1:9/webhook", None)
-        proc = stack.start_rasa(model, endpoints, port, Path(tmp) / "rasa.log")
-        try:
-            stack.wait_http(f"http://127.0.0.1:{port}/status", 300, proc, ok=stack.rasa_ready)
-            return score(RasaEngine(f"http://127.0.0.1:{port}", timeout=30), messages, tick)
-        finally:
-            stack.stop(proc)
+    with stack.parsing_rasa(model) as url:
+        return score(RasaEngine(url, timeout=30), messages, tick)
 
 
 def losses(before: dict, after: dict, margin: float) -> list[dict]:

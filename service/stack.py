@@ -8,7 +8,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -103,3 +105,19 @@ def stop(process: subprocess.Popen | None, timeout: float = 15) -> None:
 
 def rasa_ready(response) -> bool:
     return response.ok and bool(response.json().get("model_file"))
+
+
+@contextmanager
+def parsing_rasa(model: Path, timeout: float = 300):
+    """A Rasa server of its own on a loopback port serving `model`, for parsing only (no
+    action server, no stores): yields its URL once the model is loaded, stops it after.
+    For measuring a model (nlu/evaluate.py, service/retraining.py)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        endpoints = write_endpoints(Path(tmp) / "endpoints.yml", "http://127.0.0.1:9/webhook", None)
+        proc = start_rasa(model, endpoints, port, Path(tmp) / "rasa.log")
+        try:
+            wait_http(f"http://127.0.0.1:{port}/status", timeout, proc, ok=rasa_ready)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(proc)
