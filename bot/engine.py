@@ -112,10 +112,28 @@ class RasaEngine:
 
     def ready(self) -> bool:
         try:
-            resp = self.http.get(self.base_url + "/status", params=self._params(), timeout=min(self.timeout, 3.0))
-            return resp.ok and bool(resp.json().get("model_file"))
-        except (requests.RequestException, ValueError):
+            return bool(self.model_file(timeout=min(self.timeout, 3.0)))
+        except EngineUnavailable:
             return False
+
+    def model_file(self, timeout: float | None = None) -> str | None:
+        """The path of the model the server has loaded (None while it has none)."""
+        try:
+            resp = self.http.get(self.base_url + "/status", params=self._params(), timeout=timeout or self.timeout)
+            resp.raise_for_status()
+            return resp.json().get("model_file") or None
+        except (requests.RequestException, ValueError, AttributeError) as exc:
+            raise EngineUnavailable(f"/status: {type(exc).__name__}") from exc
+
+    def load_model(self, model_file: str, timeout: float = 300) -> None:
+        """Have the server replace its model by this file (a path as the server sees it)."""
+        try:
+            resp = self.http.put(self.base_url + "/model", json={"model_file": model_file},
+                                 params=self._params(), timeout=timeout)
+        except requests.RequestException as exc:
+            raise EngineUnavailable(f"PUT /model: {type(exc).__name__}") from exc
+        if resp.status_code >= 300:
+            raise EngineUnavailable(f"PUT /model: HTTP {resp.status_code} {resp.text[:300]}")
 
 
 def forced_intent(intent: str, entities: dict | None = None) -> str:

@@ -33,7 +33,6 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
-import requests
 import yaml
 from sqlalchemy import select, update
 
@@ -86,10 +85,6 @@ def rasa_engine(config: dict, timeout: float = 30) -> RasaEngine:
 
 
 # --------------------------------------------------------------------- asking for a run
-
-def latest(db) -> TrainingRun | None:
-    return db.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1)).first()
-
 
 def recent(db, limit: int = 10) -> list[TrainingRun]:
     return list(db.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit)))
@@ -165,7 +160,7 @@ def run(app, db, run_id: int) -> str:
         if lost:
             candidate.unlink(missing_ok=True)
             rasa_project.record_decision(rasa_project.MODELS_DIR, refused=fingerprint)
-            _finish(db, run_id, "refused", scores, "; ".join(compare(before, after, margin)))
+            _finish(db, run_id, "refused", scores, "; ".join(describe(lost, margin)))
             return "refused"
         _set(db, run_id, step="switching", progress=TRAIN_SHARE + EVALUATE_SHARE, scores=scores)
         switch(config, live, candidate)
@@ -190,10 +185,8 @@ def _finish(db, run_id: int, status: str, scores, reason) -> None:
 def serving_model(engine: RasaEngine) -> str | None:
     """The file name of the model the running Rasa server has loaded."""
     try:
-        resp = engine.http.get(engine.base_url + "/status", params=engine._params(), timeout=engine.timeout)
-        resp.raise_for_status()
-        return Path(resp.json().get("model_file") or "").name or None
-    except (requests.RequestException, ValueError) as exc:
+        return Path(engine.model_file() or "").name or None
+    except EngineUnavailable as exc:
         raise EngineUnavailable(f"the Rasa server does not answer: {exc}") from exc
 
 
@@ -287,11 +280,16 @@ def losses(before: dict, after: dict, margin: float) -> list[dict]:
     return out
 
 
-def compare(before: dict, after: dict, margin: float) -> list[str]:
-    """The losses as lines of text (the run's reason, the logs)."""
+def describe(lost: list[dict], margin: float) -> list[str]:
+    """Losses (``losses``) as lines of text: the run's reason, the logs."""
     return [f"{x['language']} {x['metric']}: {x['before']:.1f} % -> "
             f"{'none' if x['after'] is None else format(x['after'], '.1f') + ' %'} (margin {margin:g} points)"
-            for x in losses(before, after, margin)]
+            for x in lost]
+
+
+def compare(before: dict, after: dict, margin: float) -> list[str]:
+    """What the candidate lost beyond the margin, one line per language and measure."""
+    return describe(losses(before, after, margin), margin)
 
 
 # --------------------------------------------------------------------- the switch
@@ -304,13 +302,7 @@ def switch(config: dict, engine: RasaEngine, candidate: Path) -> Path:
     shutil.move(str(candidate), target)
     seen_as = Path(config.get("RASA_MODELS_PATH") or models) / target.name
     try:
-        try:
-            resp = engine.http.put(engine.base_url + "/model", json={"model_file": str(seen_as)},
-                                   params=engine._params(), timeout=300)
-        except requests.RequestException as exc:
-            raise EngineUnavailable(f"PUT /model: {type(exc).__name__}") from exc
-        if resp.status_code >= 300:
-            raise RuntimeError(f"the Rasa server refused the model: HTTP {resp.status_code} {resp.text[:300]}")
+        engine.load_model(str(seen_as))
         loaded = serving_model(engine)
         if loaded != target.name:
             raise RuntimeError(f"the Rasa server serves {loaded}, not {target.name}")
