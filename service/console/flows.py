@@ -20,12 +20,10 @@ saved order of the questions even where Rasa's trained form differs
 from __future__ import annotations
 
 import difflib
-import fcntl
 import hashlib
 import io
 import os
 import re
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,7 +35,7 @@ from bot import flow as bot_flow
 from bot.categories import CODES
 from bot.messages import MESSAGES
 from service import audit
-from service.console import bp
+from service.console import bp, files
 from service.console.auth import current_operator, requires
 from service.console.i18n import _
 from service.db import get_session
@@ -125,25 +123,9 @@ def validate(data: bytes) -> bot_flow.Flow:
         tmp.unlink(missing_ok=True)
 
 
-@contextmanager
 def locked():
-    """One save at a time (two editors, several workers): a lock on the folder, since the
-    file itself is replaced."""
-    folder = os.open(flows_dir(), os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(folder)
-
-
-def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as fp:
-        fp.write(data)
-        fp.flush()
-        os.fsync(fp.fileno())
-    tmp.replace(path)
+    """One save at a time (two editors, several workers)."""
+    return files.locked(flows_dir())
 
 
 def _who(operator) -> str:
@@ -160,7 +142,7 @@ def keep(previous: bytes, operator) -> str:
         path = folder / f"{FLOW}-{stamp}-{_who(operator)}.yml"
         if not path.exists():
             break
-    _replace(path, previous)
+    files.replace(path, previous)
     return path.name
 
 
@@ -173,7 +155,7 @@ def save(before: bytes, after: bytes, action: str, change: dict) -> str:
                  before={"sha256": sha256(before), "yaml": before.decode("utf-8")},
                  after={"sha256": sha256(after), "yaml": after.decode("utf-8"), "kept": kept, **change})
     db.flush()
-    _replace(flow_file(), after)
+    files.replace(flow_file(), after)
     db.commit()
     return kept
 

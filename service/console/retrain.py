@@ -10,10 +10,7 @@ Every change and every run is in the audit log.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import unicodedata
-from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -22,7 +19,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from bot.categories import CODES, intent_for
 from bot.languages import LANGUAGES
 from service import audit, retraining
-from service.console import bp
+from service.console import bp, files
 from service.console.auth import current_operator, requires
 from service.console.i18n import N_, _, category_label
 from service.db import get_session
@@ -54,16 +51,6 @@ def examples_file() -> Path:
     return retraining.data_dir(current_app.config) / EXAMPLES_FILE
 
 
-@contextmanager
-def _locked(folder: Path):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 def load_examples(path: Path) -> list[dict]:
     """[{intent, text, language, by, at}] from the console's training file."""
     if not path.is_file():
@@ -86,9 +73,7 @@ def write_examples(path: Path, examples: list[dict]) -> None:
     doc = {"version": "3.1", "nlu": [{"intent": i, "examples": ex} for i, ex in by_intent.items()]}
     text = ("# Examples added in the operator console (service/console/retrain.py): edited there.\n"
             + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    files.replace(path, text.encode("utf-8"))
 
 
 def clean_text(raw: str) -> str:
@@ -157,7 +142,7 @@ def retrain_add():
     path = examples_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     operator = current_operator()
-    with _locked(path.parent):
+    with files.locked(path.parent):
         examples = load_examples(path)
         if any(e["text"].casefold() == text.casefold() for e in examples):
             flash(_("This example is already there."))
@@ -177,7 +162,7 @@ def retrain_add():
 @requires("translate")
 def retrain_delete(index: int):
     path = examples_file()
-    with _locked(path.parent):
+    with files.locked(path.parent):
         examples = load_examples(path)
         if index >= len(examples) or examples[index]["text"] != request.form.get("text"):
             abort(409)  # the list changed since the page was drawn

@@ -16,10 +16,7 @@ files once a second) and never half a file.
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
 from babel.messages.catalog import Catalog, Message
@@ -31,7 +28,7 @@ from bot import catalogs, messages as sms_messages
 from bot.gsm7 import septets
 from bot.languages import LANGUAGES, LOCALES
 from service import audit, prompts
-from service.console import bp
+from service.console import bp, files
 from service.console.auth import current_operator, requires
 from service.console.i18n import _
 from service.db import get_session
@@ -153,32 +150,20 @@ def _braces(names) -> str:
 
 # --- writing the catalog ----------------------------------------------------------------
 
-@contextmanager
 def locked(lang: str):
     """One save at a time per catalog (two translators, several workers)."""
-    folder = os.open(po_file(lang).parent, os.O_RDONLY)  # the folder: the .po itself is replaced
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(folder)  # releases the lock
-
-
-def _replace(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    return files.locked(po_file(lang).parent)
 
 
 def write(lang: str, catalog: Catalog) -> None:
     """The .po as `bot.catalogs update` writes it, then its .mo beside it."""
     po = po_file(lang)
-    _replace(po, catalogs._po_bytes(catalog, include_previous=True))
+    files.replace(po, catalogs._po_bytes(catalog, include_previous=True))
     with po.open("rb") as fp:  # compiled from what was written, as the service will read it
         written = read_po(fp, locale=LOCALES[lang], domain=sms_messages.DOMAIN)
     out = io.BytesIO()
     write_mo(out, written)
-    _replace(po.with_suffix(".mo"), out.getvalue())
+    files.replace(po.with_suffix(".mo"), out.getvalue())
 
 
 def _snapshot(message: Message) -> dict:
