@@ -9,7 +9,8 @@ from pathlib import Path
 import yaml
 
 from bot.categories import CODES, label_msgid
-from bot.messages import LiveFiles, MESSAGES
+from bot.live_files import LiveFiles
+from bot.messages import MESSAGES
 
 # the repository's flows/, or FLOWS_DIR (a writable copy where the console's flow editors
 # save; every process reloads a changed file, see alert_flow; `alerte train` reads it too)
@@ -169,7 +170,7 @@ _flows: dict[Path, LiveFiles[Flow]] = {}
 
 def alert_flow() -> Flow:
     """flows/alert.yml as last saved: reloaded by every process when the file changes
-    (bot.messages.LiveFiles: one stat a second at most); a file the loader refuses
+    (bot.live_files.LiveFiles: one stat a second at most); a file the loader refuses
     keeps the flow read before and logs why, so a conversation never fails on it."""
     path = FLOWS_DIR / "alert.yml"
     live = _flows.get(path)

@@ -1,4 +1,4 @@
-"""Catalogs and the flow reload in running processes (bot.messages.LiveFiles): a text a
+"""Catalogs and the flow reload in running processes (bot.live_files.LiveFiles): a text a
 translator saves, a question an editor moves, reach the next reply of the web service
 and of the real action server without a restart; a flow file broken by hand keeps the
 last good flow, and the conversation goes on. Always on copies in tmp_path."""
@@ -23,7 +23,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from sqlalchemy import create_engine
 
-from bot import flow as bot_flow, messages, rasa_project
+from bot import flow as bot_flow, live_files, messages, rasa_project
 from service import stack
 from service.actions import form
 from service.actions.form import REQUESTED, next_question
@@ -101,7 +101,7 @@ def test_a_translation_saved_on_disk_is_the_next_text_without_a_restart(locales)
     translate(locales, "sw", "submitted", new)
     started = time.monotonic()
     eventually(lambda: messages.text("submitted", "sw") == new)
-    assert time.monotonic() - started < messages.CHECK_SECONDS + messages.SETTLE_SECONDS + 1
+    assert time.monotonic() - started < live_files.CHECK_SECONDS + live_files.SETTLE_SECONDS + 1
     assert messages.render("submitted", "sw", {"reference": "482913"}) == new.format(reference="482913")
     assert messages.text("submitted", "ln") != new  # each language its own catalog
     # compiled once by this process (the console compiles it itself), never read half-written
@@ -112,8 +112,8 @@ def test_a_translation_saved_on_disk_is_the_next_text_without_a_restart(locales)
 def test_between_two_looks_a_request_costs_no_stat(locales, monkeypatch):
     messages.text("welcome", "fr")  # loaded
     looked = []
-    real = messages.LiveFiles._stat
-    monkeypatch.setattr(messages.LiveFiles, "_stat", lambda self: looked.append(1) or real(self))
+    real = live_files.LiveFiles._stat
+    monkeypatch.setattr(live_files.LiveFiles, "_stat", lambda self: looked.append(1) or real(self))
     started = time.monotonic()
     count = 0
     while time.monotonic() - started < 0.5:
@@ -126,12 +126,12 @@ def test_a_broken_catalog_keeps_the_last_good_one_and_says_why(locales, caplog):
     good = messages.text("welcome", "sw")
     mo = locales / "sw" / "LC_MESSAGES" / "messages.mo"
     assert mo.is_file()
-    caplog.set_level(logging.ERROR, logger="bot.messages")
+    caplog.set_level(logging.ERROR, logger="bot.live_files")
     mo.write_bytes(b"\xde\x12\x04\x95 cut short")  # a .mo copied by hand, truncated
-    time.sleep(messages.CHECK_SECONDS + messages.SETTLE_SECONDS + 0.2)
+    time.sleep(live_files.CHECK_SECONDS + live_files.SETTLE_SECONDS + 0.2)
     for _ in range(3):
         assert messages.text("welcome", "sw") == good
-        time.sleep(messages.CHECK_SECONDS)
+        time.sleep(live_files.CHECK_SECONDS)
     errors = [r for r in caplog.records if "cannot be used" in r.getMessage()]
     assert len(errors) == 1 and str(mo.parent / "messages.po") in errors[0].getMessage()  # once, not each second
     new = "Habari, hii ni laini ya tahadhari. Tuambie kilichotokea, wapi na lini."
@@ -157,14 +157,14 @@ def test_a_moved_question_is_the_next_order_without_a_restart(flows):
 
 def test_an_invalid_flow_keeps_the_last_good_one_and_the_next_save_is_read(flows, caplog):
     good = bot_flow.alert_flow()
-    caplog.set_level(logging.ERROR, logger="bot.messages")
+    caplog.set_level(logging.ERROR, logger="bot.live_files")
     path = flows / "alert.yml"
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace("fields:", "fields: [oops", 1), encoding="utf-8")  # by hand, in place
-    time.sleep(messages.CHECK_SECONDS + messages.SETTLE_SECONDS + 0.2)
+    time.sleep(live_files.CHECK_SECONDS + live_files.SETTLE_SECONDS + 0.2)
     assert bot_flow.alert_flow() is good
     replace(path, text.replace("ask: ask_place", "ask: no_such_message").encode("utf-8"))  # YAML, refused
-    time.sleep(messages.CHECK_SECONDS + messages.SETTLE_SECONDS + 0.2)
+    time.sleep(live_files.CHECK_SECONDS + live_files.SETTLE_SECONDS + 0.2)
     assert bot_flow.alert_flow() is good
     reasons = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
     assert len(reasons) == 2 and "no_such_message" in reasons[1]
@@ -276,7 +276,7 @@ def test_the_running_action_server_follows_the_saved_flow_and_its_reply_the_save
     # a hand edit that breaks the file: the server keeps the last good flow and says why
     path = flows / "alert.yml"
     path.write_text(path.read_text(encoding="utf-8").replace("fields:", "fields: [oops", 1), encoding="utf-8")
-    time.sleep(messages.CHECK_SECONDS + messages.SETTLE_SECONDS + 0.5)
+    time.sleep(live_files.CHECK_SECONDS + live_files.SETTLE_SECONDS + 0.5)
     assert requested() == ["place"] and asked()["msg"] == "subscribe_place"
     assert process.poll() is None  # the same process all along, never restarted
     eventually(lambda: "cannot be used" in log.read_text())

@@ -61,7 +61,7 @@ def test_a_translators_new_welcome_is_what_the_bot_says_in_the_simulator(
         assert (entry.operator_id, entry.target_id) == (translator.id, "sw/welcome")
 
     # no restart: the process that renders the replies (the live server's, this one) reads
-    # the changed catalog within a couple of seconds (bot.messages.LiveFiles)
+    # the changed catalog within a couple of seconds (bot.live_files.LiveFiles)
     assert catalog_reads(new), "the bot still reads the old welcome"
 
     click(browser, browser.find_element(By.LINK_TEXT, "Simulateur"))
